@@ -1,0 +1,118 @@
+"""Detectors: registered factories of models that map images in [0, 1] to one "fake" logit each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.recipe import Recipe
+from bench.registry import Registry
+
+CIFAKE_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 channel statistics: CIFAKE's reals are CIFAR-10
+CIFAKE_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A detector plugin: its factory and metadata.
+
+    ``factory(**kwargs)`` returns an ``nn.Module`` taking normalised (B, 3, H, W) images and returning
+    (B, 1) or (B,) logits, "fake" positive. Normalisation is applied by :class:`Detector`, so attacks and
+    attributions work on pixel values in [0, 1].
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    input_size: int = 32
+    mean: tuple[float, float, float] = CIFAKE_MEAN
+    std: tuple[float, float, float] = CIFAKE_STD
+    recipe: Recipe = field(default_factory=Recipe)
+    description: str = ""
+
+
+def _coerce(name: str, obj: object) -> DetectorSpec:
+    if isinstance(obj, DetectorSpec):
+        return obj
+    if callable(obj):
+        return DetectorSpec(name=name, factory=obj, description=(obj.__doc__ or "").strip().split("\n")[0])
+    raise TypeError(f"entry point {name!r} must be a DetectorSpec or a model factory, got {type(obj)!r}")
+
+
+DETECTORS: Registry[DetectorSpec] = Registry("detector", "bench.detectors", "detectors", coerce=_coerce)
+
+
+def register_detector(
+    name: str,
+    *,
+    input_size: int = 32,
+    mean: tuple[float, float, float] = CIFAKE_MEAN,
+    std: tuple[float, float, float] = CIFAKE_STD,
+    recipe: Recipe | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers a model factory as a detector (like timm's ``@register_model``)."""
+
+    def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        doc = (factory.__doc__ or "").strip()
+        spec = DetectorSpec(
+            name=name,
+            factory=factory,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            recipe=recipe or Recipe(),
+            description=doc.split("\n")[0],
+        )
+        DETECTORS.register(name, spec, origin=factory.__module__)
+        return factory
+
+    return decorate
+
+
+class Detector(nn.Module):
+    """A detector model with its normalisation inside: input pixels in [0, 1], output (B,) logits."""
+
+    def __init__(self, spec: DetectorSpec, model: nn.Module) -> None:
+        super().__init__()
+        self.spec = spec
+        self.model = model
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.model((images - self.mean) / self.std)
+        return logits.reshape(images.shape[0])
+
+
+def build_detector(name: str, pretrained: str | Path | None = None, **kwargs) -> Detector:
+    """Build a registered detector by name; ``pretrained`` is an optional local safetensors file."""
+    spec = DETECTORS.get(name)
+    model = spec.factory(**kwargs)
+    if pretrained is not None:
+        load_pretrained(model, Path(pretrained))
+    return Detector(spec, model)
+
+
+def load_pretrained(model: nn.Module, path: Path) -> list[str]:
+    """Load weights whose names and shapes match from a safetensors file; return the keys left out.
+
+    Layers adapted to 32x32 input (stems, heads) keep their fresh initialisation. Raises if the file
+    matches none of the model's weights, which means it belongs to another architecture.
+    """
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights {path} not found: give the path of a .safetensors file")
+    weights = load_file(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(
+            f"{path} shares no weight names and shapes with {type(model).__name__}: "
+            "it was saved from a different architecture"
+        )
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))

@@ -1,0 +1,127 @@
+"""Typed plugin registries: decorator registration, fuzzy lookup and entry-point discovery.
+
+Built-in plugins live in a package (``detectors``, ``generators``) or module (``bench.perturbations``)
+whose submodules are imported on first use; third-party packages add plugins through the entry-point
+groups ``bench.detectors``, ``bench.generators`` and ``bench.perturbations``. An entry point may name a
+module that registers on import, or an object that is registered under the entry point's name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import logging
+import pkgutil
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class UnknownPluginError(KeyError):
+    """Raised when a name is not registered; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A named collection of plugins of one kind."""
+
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        builtin: str,
+        coerce: Callable[[str, object], T] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.group = group
+        self.builtin = builtin
+        self._coerce = coerce
+        self._items: dict[str, T] = {}
+        self._origins: dict[str, str] = {}
+        self.broken: dict[str, str] = {}
+        self._loaded = False
+
+    def register(self, name: str, item: T, origin: str = "builtin") -> T:
+        """Add ``item`` under ``name``; registering a different object twice is an error."""
+        if name in self._items and self._items[name] is not item:
+            raise ValueError(
+                f"{self.kind} {name!r} is already registered (from {self._origins[name]}); "
+                "pick another name for the new plugin"
+            )
+        self._items[name] = item
+        self._origins[name] = origin
+        return item
+
+    def get(self, name: str) -> T:
+        """Return the plugin called ``name``, or raise with the closest registered names."""
+        self.load()
+        if name not in self._items:
+            raise UnknownPluginError(self._unknown_message(name))
+        return self._items[name]
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching a shell-style wildcard pattern."""
+        self.load()
+        return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
+
+    def origin(self, name: str) -> str:
+        """Where ``name`` came from: ``builtin`` or the entry point that provided it."""
+        self.load()
+        return self._origins[name]
+
+    def __contains__(self, name: str) -> bool:
+        self.load()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def load(self) -> None:
+        """Import the built-in plugins and every installed entry point (once)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        self._import_builtin()
+        for ep in entry_points(group=self.group):
+            self._load_entry_point(ep)
+
+    def _import_builtin(self) -> None:
+        module = importlib.import_module(self.builtin)
+        if hasattr(module, "__path__"):
+            for info in pkgutil.iter_modules(module.__path__, prefix=f"{self.builtin}."):
+                importlib.import_module(info.name)
+
+    def _load_entry_point(self, ep) -> None:
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not break the registry
+            self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+            log.warning("%s plugin %r (%s) failed to import: %s", self.kind, ep.name, ep.value, exc)
+            return
+        if ep.name in self._items:
+            return  # the module registered itself on import
+        if hasattr(obj, "__path__") or type(obj).__name__ == "module":
+            self.broken[ep.name] = f"module {ep.value} registered no {self.kind} called {ep.name!r}"
+            log.warning("%s", self.broken[ep.name])
+            return
+        item = self._coerce(ep.name, obj) if self._coerce else obj
+        self.register(ep.name, item, origin=f"entry point {ep.value}")
+
+    def _unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        broken = f" Plugin {name!r} is installed but failed to import: {self.broken[name]}." if (
+            name in self.broken
+        ) else ""
+        return (
+            f"unknown {self.kind} {name!r}.{hint}{broken} "
+            f"Registered: {', '.join(sorted(self._items)) or 'none'}. "
+            f"See `bench list {self.kind}s`."
+        )

@@ -1,0 +1,1 @@
+"""Built-in detector plugins, one module per family; each registers with ``@register_detector``."""

@@ -1,0 +1,19 @@
+"""LeNet-5 (LeCun et al. 1998)."""
+
+from torch import nn
+
+from bench.detector import register_detector
+from bench.recipe import Recipe
+
+
+@register_detector("lenet", recipe=Recipe(epochs=10, batch_size=128, lr=2e-3, augment=("flip",)))
+def lenet() -> nn.Module:
+    """LeNet-5 on 3-channel 32x32 input, its native size; ReLU and max pooling instead of tanh/subsampling."""
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, 1),
+    )

@@ -1,0 +1,21 @@
+"""Vision Transformer (Dosovitskiy et al. 2021) from timm."""
+
+import timm
+from torch import nn
+
+from bench.detector import register_detector
+from bench.recipe import Recipe
+
+
+@register_detector(
+    "vit-tiny", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, weight_decay=0.05, augment=("flip",))
+)
+def vit_tiny(patch_size: int = 4) -> nn.Module:
+    """timm ViT-Tiny built for 32x32 input with 4x4 patches (64 tokens).
+
+    The ImageNet configuration (16x16 patches at 224x224) would give 4 tokens at 32x32; re-patching keeps
+    the token count close to the original design without upsampling.
+    """
+    return timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=1, img_size=32, patch_size=patch_size
+    )

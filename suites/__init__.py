@@ -1,0 +1,1 @@
+"""Suite definitions shipped with bench (YAML files beside this module)."""
