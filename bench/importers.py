@@ -177,7 +177,8 @@ def import_npz(
         raise SourceError(f"{path}[{key!r}]: images are {images.shape[2]}x{images.shape[3]}, expected {size}x{size}")
     origin = {"importer": "npz", "path": str(path.resolve()), "key": key}
     files = [f"{path.name}[{i}]" for i in range(len(images))]
-    return store.save(name, np.ascontiguousarray(images), label, split, origin, {"files": {"array": len(images)}}, files)
+    encoding = {"files": {"array": len(images)}}
+    return store.save(name, np.ascontiguousarray(images), label, split, origin, encoding, files)
 
 
 def locate_cifake(data_root: Path | None, download_dir: Path) -> Path:
@@ -226,13 +227,14 @@ def import_cifake(
     location: Path,
     split: str,
     label: Label,
+    name: str | None = None,
     skip_bad: bool = False,
 ) -> Manifest:
     """Import one CIFAKE split and class (``train``/``test`` x ``real``/``fake``) from the zip or folder."""
     if split not in ("train", "test"):
         raise SourceError(f"CIFAKE split must be 'train' or 'test', got {split!r}")
     prefix = f"{split}/{CIFAKE_CLASS_DIRS[label]}/"
-    name = cifake_source_name(label, split)
+    name = name or cifake_source_name(label, split)
     if location.is_file():
         with zipfile.ZipFile(location) as archive:
             members = sorted(n for n in archive.namelist() if n.startswith(prefix) and not n.endswith("/"))

@@ -1,0 +1,94 @@
+"""Checkpoints: safetensors weights plus a JSON sidecar, cached by content key and checked on load.
+
+``<data_dir>/checkpoints/<key>.safetensors`` holds the weights (never a pickle); ``<key>.json`` holds
+the sha256 of that file and what training measured (threshold, validation metrics, history). The JSON is
+written last, so a checkpoint without it was interrupted and does not count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A cached trained detector: its key, weights file and training information."""
+
+    key: str
+    path: Path
+    info: dict
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return load_file(self.path)
+
+
+class CheckpointStore:
+    """Checkpoints under ``<data_dir>/checkpoints``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / "checkpoints"
+
+    def get(self, key: str) -> Checkpoint | None:
+        """The checkpoint for ``key``, or None if absent or corrupt (a corrupt one is set aside and logged)."""
+        weights, sidecar = self.root / f"{key}.safetensors", self.root / f"{key}.json"
+        if not sidecar.is_file():
+            return None
+        info = json.loads(sidecar.read_text())
+        if not weights.is_file() or file_sha256(weights) != info.get("sha256"):
+            log.warning("checkpoint %s does not match its recorded sha256: set aside, it will be retrained", key)
+            for path in (weights, sidecar):
+                if path.exists():
+                    path.replace(path.with_suffix(path.suffix + ".corrupt"))
+            return None
+        return Checkpoint(key, weights, info)
+
+    def put(self, key: str, state: dict[str, torch.Tensor], info: dict) -> Checkpoint:
+        """Store weights and information under ``key``; returns the stored checkpoint."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        weights = self.root / f"{key}.safetensors"
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".safetensors", dir=self.root)
+        os.close(fd)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp, metadata={"key": key})
+            os.replace(tmp, weights)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        info = {**info, "key": key, "sha256": file_sha256(weights)}
+        write_atomic(self.root / f"{key}.json", json.dumps(info, indent=2, sort_keys=True).encode())
+        return Checkpoint(key, weights, info)

@@ -1,0 +1,96 @@
+"""Provenance stamped on every record: command, versions, git commit and hardware."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+PACKAGES = ("bench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pillow", "safetensors", "pandas")
+
+
+def content_key(obj: object) -> str:
+    """sha256 of an object's canonical JSON: the key of anything cached or recorded."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@cache
+def versions() -> dict[str, str]:
+    """Installed versions of Python and the packages that shape results."""
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+@cache
+def git_commit() -> dict[str, object]:
+    """The commit of the bench source tree and whether it had uncommitted changes (None outside git)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@cache
+def hardware(device: str = "cpu") -> dict[str, object]:
+    """The machine a result was measured on."""
+    info: dict[str, object] = {
+        "device": device,
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def describe_hardware(info: dict) -> str:
+    """One line, e.g. ``cpu: AMD EPYC 7B13 (2 cores)`` or ``cuda: NVIDIA H100``."""
+    if "gpu" in info:
+        return f"{info['device']}: {info['gpu']}"
+    return f"{info['device']}: {info['cpu']} ({info['cpu_cores']} cores)"
+
+
+def stamp(seed: int, device: str) -> dict[str, object]:
+    """Everything needed to say how a number was produced."""
+    return {
+        "command": " ".join(["bench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "bench" else " ".join(sys.argv),
+        "seed": seed,
+        "versions": versions(),
+        "git": git_commit(),
+        "hardware": hardware(device),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,332 @@
+"""The runner: plan a suite into cells, train what is missing, score, and write one record per cell.
+
+Every cached thing has a content key: a checkpoint's key covers the detector, its arguments, the recipe,
+the hashes of the exact training images and the seed; a cell's key covers its training job, the hashes of
+the exact test images, the perturbation and the metric settings. A cell whose record exists is skipped,
+and a training job whose cells are all recorded is not even loaded, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench.checkpoints import Checkpoint, CheckpointStore, file_sha256, write_atomic
+from bench.detector import DETECTORS, Detector, build_detector
+from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
+from bench.leaderboard import write_leaderboard
+from bench.metrics import evaluate
+from bench.perturbations import PERTURBATIONS
+from bench.provenance import content_key, stamp
+from bench.recipe import Recipe
+from bench.sources import Source, SourceError, SourceStore, content_hash
+from bench.suite import DetectorEntry, PerturbationEntry, SourceSpec, Suite
+from bench.training import no_bars, pick_device, predict_logits, train_detector
+
+log = logging.getLogger(__name__)
+
+TRAINING_VERSION = 1  # bump when the training loop changes what a checkpoint contains
+SCORING_VERSION = 1  # bump when scoring or the record format changes
+SELECTION_RULE = "highest validation balanced accuracy, then lowest validation loss"
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Images drawn from one or more sources, with what identifies them."""
+
+    images: np.ndarray
+    sources: list[dict]
+    sha256: str
+
+    @property
+    def count(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class Job:
+    """One detector trained on one training set with one seed; candidates are its grid points."""
+
+    entry: DetectorEntry
+    train_name: str
+    seed: int
+    candidates: list[tuple[Recipe, str]]
+    key: str
+    cells: list[Cell] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (job) x (test source, perturbation) measurement."""
+
+    job: Job
+    test_fake: str
+    perturbation: PerturbationEntry
+    key: str
+
+
+@dataclass
+class RunSummary:
+    """What a run did."""
+
+    computed: list[Path]
+    skipped: list[Path]
+    leaderboard: dict[str, Path]
+    records: list[dict]
+
+
+class Runner:
+    """Runs suites against a data directory (cache) and a results directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        results_dir: Path,
+        data_root: Path | None = None,
+        device: str = "auto",
+        progress: bool | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.results_dir = Path(results_dir)
+        self.data_root = Path(data_root) if data_root else None
+        self.device = pick_device(device)
+        self.progress = progress
+        self.sources = SourceStore(self.data_dir)
+        self.checkpoints = CheckpointStore(self.data_dir)
+
+    # ---- data -------------------------------------------------------------------------------
+    def source(self, name: str, spec: SourceSpec) -> Source:
+        """The cached source ``name``, imported first if it is not cached yet."""
+        if not self.sources.exists(name):
+            self._import(name, spec)
+        source = self.sources.load(name)
+        manifest = source.manifest
+        origin = manifest.origin.get("importer")
+        if (origin, manifest.label, manifest.split) != (spec.importer, spec.label, spec.split):
+            raise SourceError(
+                f"cached source {name!r} ({origin}, {manifest.label}, split {manifest.split}) does not match the "
+                f"suite ({spec.importer}, {spec.label}, split {spec.split}): delete {self.sources.path(name)} "
+                "or give the suite's source another name"
+            )
+        return source
+
+    def _import(self, name: str, spec: SourceSpec) -> None:
+        if spec.importer == "cifake":
+            location = locate_cifake(self.data_root, self.data_dir / "downloads")
+            import_cifake(self.sources, location, spec.split, spec.label, name=name, skip_bad=spec.skip_bad)
+            return
+        if self.data_root is None and not Path(spec.path).is_absolute():
+            raise SourceError(
+                f"source {name!r} is read from {spec.path!r} relative to the data root: pass --data-root DIR "
+                "(or set BENCH_DATA_ROOT)"
+            )
+        path = self.data_root / spec.path if self.data_root else Path(spec.path)
+        if spec.importer == "folder":
+            import_folder(self.sources, path, name, spec.label, spec.split, skip_bad=spec.skip_bad)
+        else:
+            import_npz(self.sources, path, name, spec.label, spec.split, key=spec.key)
+
+    def subset(self, suite: Suite, names: list[str], limit: int | None) -> Subset:
+        """Up to ``limit`` images drawn without replacement (seeded by the suite's data seed) from ``names``."""
+        loaded = [self.source(n, suite.sources[n]) for n in names]
+        images = np.concatenate([s.images for s in loaded]) if len(loaded) > 1 else np.asarray(loaded[0].images)
+        if limit is not None and limit < len(images):
+            rng = np.random.default_rng(suite.data_seed)
+            images = images[np.sort(rng.choice(len(images), limit, replace=False))]
+        described = [{"name": s.name, "sha256": s.manifest.sha256, "count": s.manifest.count,
+                      "encoding": s.manifest.encoding} for s in loaded]
+        return Subset(np.ascontiguousarray(images), described, content_hash(images))
+
+    # ---- planning -----------------------------------------------------------------------------
+    def plan(self, suite: Suite) -> tuple[list[Job], dict[str, tuple[Subset, Subset]], dict[str, Subset]]:
+        """Jobs with their cells, the training data of each training set, and the test data."""
+        train_data = {
+            t.name: (self.subset(suite, t.real, t.limit), self.subset(suite, t.fake, t.limit)) for t in suite.train
+        }
+        test_data = {name: self.subset(suite, [name], suite.test.limit)
+                     for name in [suite.test.real, *suite.test_fakes()]}
+        jobs = []
+        for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
+            real, fake = train_data[train.name]
+            pretrained = file_sha256(Path(entry.pretrained)) if entry.pretrained else None
+            candidates = []
+            for recipe in self._grid(suite, entry):
+                key = content_key({
+                    "detector": entry.name, "kwargs": entry.kwargs, "pretrained": pretrained,
+                    "recipe": recipe.model_dump(mode="json"), "train_real": real.sha256, "train_fake": fake.sha256,
+                    "seed": seed, "version": TRAINING_VERSION,
+                })
+                candidates.append((recipe, key))
+            job_key = content_key({"candidates": [k for _, k in candidates], "selection": SELECTION_RULE})
+            job = Job(entry, train.name, seed, candidates, job_key)
+            for fake_name, perturbation in itertools.product(suite.test_fakes(), suite.perturbations):
+                cell_key = content_key({
+                    "job": job_key, "test_real": test_data[suite.test.real].sha256,
+                    "test_fake": test_data[fake_name].sha256, "perturbation": perturbation.model_dump(),
+                    "bootstrap": suite.bootstrap, "ci_level": suite.ci_level, "version": SCORING_VERSION,
+                })
+                job.cells.append(Cell(job, fake_name, perturbation, cell_key))
+            jobs.append(job)
+        return jobs, train_data, test_data
+
+    @staticmethod
+    def _grid(suite: Suite, entry: DetectorEntry) -> list[Recipe]:
+        base = DETECTORS.get(entry.name).recipe.updated(**suite.recipe, **entry.recipe)
+        fields, values = list(entry.grid), list(entry.grid.values())
+        return [base.updated(**dict(zip(fields, point, strict=True))) for point in itertools.product(*values)]
+
+    # ---- running ------------------------------------------------------------------------------
+    def record_path(self, suite: Suite, cell: Cell) -> Path:
+        return self.results_dir / suite.name / "records" / f"{cell.key}.json"
+
+    def run(self, suite: Suite) -> RunSummary:
+        """Run every cell of ``suite`` that has no record yet, then render its leaderboard."""
+        jobs, train_data, test_data = self.plan(suite)
+        computed, skipped = [], []
+        pending_jobs = [j for j in jobs if any(not self._has_record(suite, c) for c in j.cells)]
+        for job in jobs:
+            skipped += [self.record_path(suite, c) for c in job.cells if self._has_record(suite, c)]
+        bar = tqdm(pending_jobs, desc=suite.name, unit="job", disable=no_bars(self.progress))
+        for job in bar:
+            bar.set_postfix(detector=job.entry.name, train=job.train_name, seed=job.seed)
+            detector, training = self._trained(job, *train_data[job.train_name])
+            logits_cache: dict[tuple[str, str], np.ndarray] = {}
+            for cell in job.cells:
+                if self._has_record(suite, cell):
+                    continue
+                record = self._score(suite, cell, detector, training, train_data, test_data, logits_cache)
+                path = self.record_path(suite, cell)
+                write_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
+                computed.append(path)
+        records = [json.loads(self.record_path(suite, c).read_text()) for j in jobs for c in j.cells]
+        leaderboard = write_leaderboard(records, self.results_dir / suite.name, suite.name, suite.description)
+        return RunSummary(computed, skipped, leaderboard, records)
+
+    def _has_record(self, suite: Suite, cell: Cell) -> bool:
+        path = self.record_path(suite, cell)
+        if not path.is_file():
+            return False
+        try:
+            return json.loads(path.read_text()).get("key") == cell.key
+        except (json.JSONDecodeError, OSError):
+            log.warning("record %s is unreadable: it will be recomputed", path)
+            return False
+
+    def _trained(self, job: Job, real: Subset, fake: Subset) -> tuple[Detector, dict]:
+        """The job's detector with the weights of its best candidate on validation (trained if not cached)."""
+        results: list[tuple[Recipe, Checkpoint]] = []
+        for recipe, key in job.candidates:
+            checkpoint = self.checkpoints.get(key)
+            if checkpoint is None:
+                checkpoint = self._train(job, recipe, key, real, fake)
+            results.append((recipe, checkpoint))
+        best_recipe, best = max(
+            results, key=lambda rc: (rc[1].info["val"]["balanced_accuracy"], -rc[1].info["val"]["loss"])
+        )
+        detector = build_detector(job.entry.name, **job.entry.kwargs)
+        detector.model.load_state_dict(best.state_dict())
+        training = {
+            "checkpoint": best.key,
+            "checkpoint_sha256": best.info["sha256"],
+            "recipe": best_recipe.model_dump(mode="json"),
+            "threshold": best.info["threshold"],
+            "val": best.info["val"],
+            "selected_epoch": best.info["selected_epoch"],
+            "train_seconds": best.info["seconds"],
+            "trained_on": best.info["hardware"],
+            "n_train": best.info["n_train"],
+            "n_val": best.info["n_val"],
+            "selection": SELECTION_RULE,
+            "grid": [
+                {"recipe": {k: r.model_dump(mode="json")[k] for k in job.entry.grid}, "checkpoint": c.key,
+                 "val_balanced_accuracy": c.info["val"]["balanced_accuracy"], "val_loss": c.info["val"]["loss"]}
+                for r, c in results
+            ] if job.entry.grid else [],
+        }
+        return detector, training
+
+    def _train(self, job: Job, recipe: Recipe, key: str, real: Subset, fake: Subset) -> Checkpoint:
+        detector = build_detector(job.entry.name, pretrained=job.entry.pretrained, **job.entry.kwargs)
+        images = np.concatenate([real.images, fake.images])
+        labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
+        result = train_detector(
+            detector, images, labels, recipe, job.seed, self.device, self.progress,
+            description=f"{job.entry.name} on {job.train_name}",
+        )
+        info = {
+            "detector": job.entry.name, "kwargs": job.entry.kwargs, "recipe": recipe.model_dump(mode="json"),
+            "seed": job.seed, "threshold": result.threshold, "val": result.val,
+            "selected_epoch": result.selected_epoch, "history": result.history, "seconds": result.seconds,
+            "n_train": result.n_train, "n_val": result.n_val,
+            "train_real": real.sha256, "train_fake": fake.sha256,
+            "hardware": stamp(job.seed, str(self.device))["hardware"],
+        }
+        return self.checkpoints.put(key, result.state, info)
+
+    def _score(
+        self,
+        suite: Suite,
+        cell: Cell,
+        detector: Detector,
+        training: dict,
+        train_data: dict[str, tuple[Subset, Subset]],
+        test_data: dict[str, Subset],
+        logits_cache: dict[tuple[str, str], np.ndarray],
+    ) -> dict:
+        real, fake = test_data[suite.test.real], test_data[cell.test_fake]
+        scores = [
+            self._logits(detector, subset, label, cell.perturbation, logits_cache)
+            for subset, label in ((real, 0), (fake, 1))
+        ]
+        labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
+        result = evaluate(labels, np.concatenate(scores), training["threshold"], suite.bootstrap, suite.ci_level)
+        train_real, train_fake = train_data[cell.job.train_name]
+        return {
+            "key": cell.key,
+            "suite": suite.name,
+            "detector": cell.job.entry.name,
+            "detector_kwargs": cell.job.entry.kwargs,
+            "train": {"name": cell.job.train_name,
+                      "real": {"sources": train_real.sources, "count": train_real.count, "sha256": train_real.sha256},
+                      "fake": {"sources": train_fake.sources, "count": train_fake.count, "sha256": train_fake.sha256}},
+            "test": {"name": cell.test_fake,
+                     "real": {"sources": real.sources, "count": real.count, "sha256": real.sha256},
+                     "fake": {"sources": fake.sources, "count": fake.count, "sha256": fake.sha256}},
+            "perturbation": cell.perturbation.model_dump() | {"label": cell.perturbation.label},
+            "seed": cell.job.seed,
+            "data_seed": suite.data_seed,
+            "training": training,
+            **result,
+            "provenance": stamp(cell.job.seed, str(self.device)),
+        }
+
+    def _logits(
+        self,
+        detector: Detector,
+        subset: Subset,
+        label: int,
+        perturbation: PerturbationEntry,
+        cache: dict[tuple[str, str], np.ndarray],
+    ) -> np.ndarray:
+        """Logits of a perturbed test subset, computed once per job (reals are shared by all test pairs)."""
+        cache_key = (subset.sha256, perturbation.label)
+        if cache_key not in cache:
+            function = PERTURBATIONS.get(perturbation.name)
+            seed = int(content_key([subset.sha256, perturbation.model_dump()])[:8], 16)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            chunks = []
+            for start in range(0, subset.count, 1024):
+                batch = torch.tensor(subset.images[start : start + 1024], device=self.device).float() / 255
+                labels = torch.full((len(batch),), label, device=self.device)
+                perturbed = function(batch, labels, detector, generator, **perturbation.params)
+                chunks.append(predict_logits(detector, (perturbed.clamp(0, 1) * 255).round().to(torch.uint8),
+                                             self.device))
+            cache[cache_key] = np.concatenate(chunks)
+        return cache[cache_key]

@@ -1,0 +1,160 @@
+"""The one training loop for every detector, and batched scoring.
+
+The whole training set lives on the device as a uint8 tensor (as in airbench); batches are gathered by
+index and augmented as whole batches. A validation split is carved from the training data, stratified and
+seeded; the epoch kept and the decision threshold are both chosen on it, never on test data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from bench.augment import augment
+from bench.detector import Detector
+from bench.metrics import choose_threshold, point_metrics
+from bench.recipe import Recipe
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def no_bars(progress: bool | None) -> bool | None:
+    """tqdm's ``disable`` for a progress setting: None shows bars only on a terminal."""
+    return None if progress is None else not progress
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's CPU and CUDA generators."""
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+@dataclass
+class TrainingResult:
+    """What one training run produced: the selected weights and what validation said about them."""
+
+    state: dict[str, torch.Tensor]
+    threshold: float
+    val: dict[str, float]
+    selected_epoch: int
+    history: list[dict[str, float]]
+    seconds: float
+    n_train: int
+    n_val: int
+
+
+def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.tensor(np.asarray(images), device=device)
+    return tensor.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else tensor
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def predict_logits(
+    detector: Detector, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 1024
+) -> np.ndarray:
+    """Fake logits for uint8 (N, 3, H, W) images, in batches, in eval mode."""
+    detector.eval().to(device)
+    data = images if isinstance(images, torch.Tensor) else _to_device(images, device)
+    out = []
+    for start in range(0, len(data), batch_size):
+        batch = data[start : start + batch_size].to(device).float().div_(255)
+        with _autocast(device):
+            out.append(detector(batch).float().cpu())
+    return torch.cat(out).numpy() if out else np.empty(0, np.float32)
+
+
+def train_detector(
+    detector: Detector,
+    images: np.ndarray,
+    labels: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    device: torch.device,
+    progress: bool | None = None,
+    description: str = "train",
+) -> TrainingResult:
+    """Train ``detector`` on uint8 images with 0/1 labels (1 = fake) following ``recipe``."""
+    start = time.perf_counter()
+    seed_everything(seed)
+    train_idx, val_idx = train_test_split(
+        np.arange(len(labels)), test_size=recipe.val_fraction, stratify=labels, random_state=seed
+    )
+    x_train, x_val = _to_device(images[np.sort(train_idx)], device), _to_device(images[np.sort(val_idx)], device)
+    y_train = torch.from_numpy(labels[np.sort(train_idx)].astype(np.float32)).to(device)
+    y_val = labels[np.sort(val_idx)].astype(int)
+
+    detector.to(device)
+    if device.type == "cuda":
+        detector.to(memory_format=torch.channels_last)
+    steps_per_epoch = math.ceil(len(y_train) / recipe.batch_size)
+    total_steps = recipe.epochs * steps_per_epoch
+    if recipe.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            detector.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
+        )
+    else:
+        optimizer = torch.optim.AdamW(detector.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps)
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    best: tuple[float, float] | None = None
+    state, threshold, val_summary, selected, history = {}, 0.0, {}, 0, []
+    bar = tqdm(total=total_steps, desc=description, unit="step", disable=no_bars(progress), leave=False)
+    for epoch in range(1, recipe.epochs + 1):
+        detector.train()
+        order = torch.randperm(len(y_train), generator=generator, device=device)
+        running = torch.zeros((), device=device)
+        for step in range(steps_per_epoch):
+            idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            batch = augment(x_train[idx].float().div_(255), recipe.augment, generator, recipe.max_shift)
+            with _autocast(device):
+                loss = F.binary_cross_entropy_with_logits(detector(batch).float(), y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running += loss.detach()
+            bar.update()
+        logits = predict_logits(detector, x_val, device)
+        val_threshold = choose_threshold(y_val, logits)
+        scores = point_metrics(y_val, logits, val_threshold)
+        val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(y_val).float()))
+        balanced = (scores["accuracy_real"] + scores["accuracy_fake"]) / 2
+        history.append(
+            {"epoch": epoch, "train_loss": float(running) / steps_per_epoch, "val_loss": val_loss,
+             "val_balanced_accuracy": balanced, "val_roc_auc": scores["roc_auc"]}
+        )
+        bar.set_postfix(val_acc=f"{balanced:.3f}")
+        if best is None or (balanced, -val_loss) > best:
+            best = (balanced, -val_loss)
+            state = {k: v.detach().cpu().clone() for k, v in detector.model.state_dict().items()}
+            threshold, selected = val_threshold, epoch
+            val_summary = {"loss": val_loss, "balanced_accuracy": balanced, **scores}
+    bar.close()
+    detector.model.load_state_dict(state)
+    return TrainingResult(
+        state=state,
+        threshold=threshold,
+        val=val_summary,
+        selected_epoch=selected,
+        history=history,
+        seconds=time.perf_counter() - start,
+        n_train=len(train_idx),
+        n_val=len(val_idx),
+    )
