@@ -155,8 +155,8 @@ def data_show(name: str, data_dir: Path) -> None:
 @click.option("--suite", "suite_name", required=True, help="Shipped suite name (`bench list suites`) or YAML path.")
 @data_dir_option
 @data_root_option
-@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Where records and leaderboards are written (RESULTS/<suite>/).")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for this run's records/ and leaderboard  [default: results/<suite name>]")
 @click.option("--train-limit", type=int, help="Override: training images per class.")
 @click.option("--test-limit", type=int, help="Override: test images per source.")
 @click.option("--epochs", type=int, help="Override: epochs for every detector.")
@@ -170,7 +170,7 @@ def run(
     suite_name: str,
     data_dir: Path,
     data_root: Path | None,
-    results: Path,
+    results: Path | None,
     train_limit: int | None,
     test_limit: int | None,
     epochs: int | None,
@@ -191,7 +191,7 @@ def run(
     suite = load_suite(suite_name).with_overrides(
         train_limit, test_limit, epochs, seed_list, detector_pattern, bootstrap
     )
-    runner = Runner(data_dir, results, data_root, device, progress=progress)
+    runner = Runner(data_dir, results or Path("results") / suite.name, data_root, device, progress=progress)
     summary = runner.run(suite)
     log = logging.getLogger(__name__)
     log.info("%d cells computed, %d already recorded", len(summary.computed), len(summary.skipped))

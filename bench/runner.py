@@ -83,7 +83,7 @@ class RunSummary:
 
 
 class Runner:
-    """Runs suites against a data directory (cache) and a results directory."""
+    """Runs suites against a data directory (cache); records and leaderboard go to ``results_dir``."""
 
     def __init__(
         self,
@@ -184,7 +184,7 @@ class Runner:
 
     # ---- running ------------------------------------------------------------------------------
     def record_path(self, suite: Suite, cell: Cell) -> Path:
-        return self.results_dir / suite.name / "records" / f"{cell.key}.json"
+        return self.results_dir / "records" / f"{cell.key}.json"
 
     def run(self, suite: Suite) -> RunSummary:
         """Run every cell of ``suite`` that has no record yet, then render its leaderboard."""
@@ -206,7 +206,7 @@ class Runner:
                 write_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
                 computed.append(path)
         records = [json.loads(self.record_path(suite, c).read_text()) for j in jobs for c in j.cells]
-        leaderboard = write_leaderboard(records, self.results_dir / suite.name, suite.name, suite.description)
+        leaderboard = write_leaderboard(records, self.results_dir, suite.name, suite.description)
         return RunSummary(computed, skipped, leaderboard, records)
 
     def _has_record(self, suite: Suite, cell: Cell) -> bool:
