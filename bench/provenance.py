@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -84,10 +85,17 @@ def describe_hardware(info: dict) -> str:
     return f"{info['device']}: {info['cpu']} ({info['cpu_cores']} cores)"
 
 
+def command_line() -> str:
+    """The command that is running, as a user would type it (``bench ...`` for the CLI)."""
+    if Path(sys.argv[0]).name in ("bench", "__main__.py"):
+        return shlex.join(["bench", *sys.argv[1:]])
+    return shlex.join(sys.argv)
+
+
 def stamp(seed: int, device: str) -> dict[str, object]:
     """Everything needed to say how a number was produced."""
     return {
-        "command": " ".join(["bench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "bench" else " ".join(sys.argv),
+        "command": command_line(),
         "seed": seed,
         "versions": versions(),
         "git": git_commit(),
