@@ -191,7 +191,9 @@ def locate_cifake(data_root: Path | None, download_dir: Path) -> Path:
     for candidate in candidates:
         if candidate.is_file() and zipfile.is_zipfile(candidate):
             return candidate
-        if candidate.is_dir() and any((candidate / split / "REAL").is_dir() for split in ("train", "test")):
+        if candidate.is_dir() and any(
+            (candidate / split / folder).is_dir() for split in ("train", "test") for folder in ("REAL", "FAKE")
+        ):
             return candidate
     return download_cifake(download_dir / "cifake.zip", looked_in=candidates[:-1])
 

@@ -28,7 +28,7 @@ from bench.provenance import content_key, stamp
 from bench.recipe import Recipe
 from bench.sources import Source, SourceError, SourceStore, content_hash
 from bench.suite import DetectorEntry, PerturbationEntry, SourceSpec, Suite
-from bench.training import no_bars, pick_device, predict_logits, train_detector
+from bench.training import no_bars, pick_device, predict_logits, seed_everything, train_detector
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,7 @@ class Runner:
         return detector, training
 
     def _train(self, job: Job, recipe: Recipe, key: str, real: Subset, fake: Subset) -> Checkpoint:
+        seed_everything(job.seed)  # the initial weights are part of what the seed fixes
         detector = build_detector(job.entry.name, pretrained=job.entry.pretrained, **job.entry.kwargs)
         images = np.concatenate([real.images, fake.images])
         labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]

@@ -1,0 +1,36 @@
+"""Shared fixtures: the real CIFAKE and ddpm-cifar10 data beside the project (../shared/data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.importers import import_cifake
+from bench.sources import SourceStore
+
+DATA_ROOT = Path(os.environ.get("BENCH_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA_ROOT / "cifake.zip").is_file():
+        pytest.fail(f"the tests need the real data: {DATA_ROOT}/cifake.zip not found (set BENCH_TEST_DATA)")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def cifake_dir(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding the four CIFAKE sources, imported once per test session."""
+    data_dir = tmp_path_factory.mktemp("cifake-cache")
+    store = SourceStore(data_dir)
+    for split in ("train", "test"):
+        for label in ("real", "fake"):
+            import_cifake(store, data_root / "cifake.zip", split, label)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def cifake(cifake_dir: Path) -> SourceStore:
+    return SourceStore(cifake_dir)

@@ -1,0 +1,109 @@
+"""The plugin registries: lookup, wildcard listing, close-match errors and entry-point discovery."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.detector import DETECTORS, build_detector
+from bench.generator import GENERATORS
+from bench.perturbations import PERTURBATIONS
+from bench.registry import Registry, UnknownPluginError
+
+BUILTIN_DETECTORS = ["alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "resnet50", "vit-tiny"]
+
+
+def test_builtin_detectors_are_registered_and_map_images_to_one_logit():
+    assert DETECTORS.names() == BUILTIN_DETECTORS
+    images = torch.rand(2, 3, 32, 32)
+    for name in BUILTIN_DETECTORS:
+        logits = build_detector(name).eval()(images)
+        assert logits.shape == (2,), name
+
+
+def test_wildcard_listing():
+    assert DETECTORS.names("*net*") == ["alexnet", "efficientnet-b0", "lenet", "resnet50"]
+    assert DETECTORS.names("vit-?iny") == ["vit-tiny"]
+    assert "clean" in PERTURBATIONS.names() and "jpeg" in PERTURBATIONS.names()
+    assert GENERATORS.names("zz*") == []
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(UnknownPluginError) as error:
+        DETECTORS.get("resnet-50")
+    message = str(error.value)
+    assert "unknown detector 'resnet-50'" in message
+    assert "Did you mean 'resnet50'" in message
+    assert "bench list detectors" in message
+
+
+def test_registering_a_different_object_twice_is_refused():
+    registry: Registry[object] = Registry("thing", "bench.test-things", "detectors")
+    registry.register("a", object())
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("a", object())
+
+
+def _plugin_package(root: Path, body: str, entry_points: str) -> None:
+    """A package installed the way pip would: a module and a .dist-info with entry points."""
+    (root / "my_detectors.py").write_text(textwrap.dedent(body))
+    info = root / "my_detectors-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-detectors\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+
+
+def test_third_party_detector_runs_in_a_suite_without_touching_the_harness(tmp_path, cifake_dir, data_root):
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    _plugin_package(
+        plugin,
+        '''
+        from torch import nn
+
+        def tiny_cnn():
+            """A detector from someone else's package."""
+            return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                 nn.Flatten(), nn.Linear(8, 1))
+
+        def broken():
+            raise RuntimeError("never called")
+        ''',
+        """
+        [bench.detectors]
+        tiny-cnn = my_detectors:tiny_cnn
+        missing = not_installed_module:thing
+        """,
+    )
+    suite = tmp_path / "plugin-suite.yaml"
+    suite.write_text(textwrap.dedent("""
+        name: plugin-suite
+        sources:
+          cifake-real-train: {importer: cifake, split: train, label: real}
+          cifake-sd14-train: {importer: cifake, split: train, label: fake}
+          cifake-real-test: {importer: cifake, split: test, label: real}
+          cifake-sd14-test: {importer: cifake, split: test, label: fake}
+        train: [{name: sd14, real: [cifake-real-train], fake: [cifake-sd14-train], limit: 200}]
+        test: {real: cifake-real-test, fake: [cifake-sd14-test], limit: 100}
+        detectors: [{name: tiny-cnn}]
+        recipe: {epochs: 1}
+        bootstrap: 20
+    """))
+    env = {**os.environ, "PYTHONPATH": str(plugin)}
+    bench = [sys.executable, "-m", "bench"]
+    listed = subprocess.run([*bench, "list", "detectors"], env=env, capture_output=True, text=True, check=True)
+    assert "tiny-cnn" in listed.stdout.split()
+    assert "missing" in listed.stderr and "failed to load" in listed.stderr  # reported, registry still works
+    run = subprocess.run(
+        [*bench, "run", "--suite", str(suite), "--data-dir", str(cifake_dir), "--results", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    leaderboard = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| tiny-cnn" in leaderboard
