@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import inspect
 import logging
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -107,7 +108,7 @@ class Registry(Generic[T]):
             return
         if ep.name in self._items:
             return  # the module registered itself on import
-        if hasattr(obj, "__path__") or type(obj).__name__ == "module":
+        if inspect.ismodule(obj):
             self.broken[ep.name] = f"module {ep.value} registered no {self.kind} called {ep.name!r}"
             log.warning("%s", self.broken[ep.name])
             return

@@ -11,7 +11,7 @@ import difflib
 import fnmatch
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -257,6 +257,20 @@ def load_suite(name_or_path: str | Path) -> Suite:
     return _validate(data, where)
 
 
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys allowed beside the last element of an error location, found by walking the schema."""
+    annotation: Any = Suite
+    for part in loc[:-1]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            annotation = field.annotation if field else None
+        else:
+            annotation = (get_args(annotation) or (None,))[-1]  # list[X] / dict[str, X] -> X
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
 def _validate(data: dict, where: str) -> Suite:
     try:
         return Suite.model_validate(data)
@@ -266,7 +280,7 @@ def _validate(data: dict, where: str) -> Suite:
             key = ".".join(str(part) for part in error["loc"]) or "(top level)"
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = "unknown key"
+                message = f"unknown key; allowed: {', '.join(_allowed_keys(error['loc']))}"
             value = error.get("input")
             shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
             problems.append(f"  {key}: {message}{shown}")

@@ -60,7 +60,9 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
         ("real: [cifake-real-train]", "real: [cifake-sd14-train]", "labelled 'fake', expected 'real'"),
         ("real: cifake-real-test", "real: cifake-real-train", "used for both training and testing"),
         ("grid: {lr:", "grid: {learning_rate:", "unknown recipe field 'learning_rate'; allowed: augment"),
-        ("name: tiny", "name: tiny\nbootstrapp: 5", "bootstrapp: unknown key"),
+        ("name: tiny", "name: tiny\nbootstrapp: 5", "bootstrapp: unknown key; allowed: name, description, seeds"),
+        ("limit: 100}", "limit: 100, limits: 5}", "train.0.limits: unknown key; allowed: name, real, fake, limit"),
+        ("path: x, ", "path: x, labels: 1, ", "sources.other-fakes.labels: unknown key; allowed: importer, label"),
         ("path: x, ", "", "the folder importer needs 'path'"),
     ],
 )
