@@ -107,3 +107,19 @@ def test_third_party_detector_runs_in_a_suite_without_touching_the_harness(tmp_p
     assert run.returncode == 0, run.stderr
     leaderboard = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "| tiny-cnn" in leaderboard
+
+
+def test_pretrained_weights_load_from_a_local_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    source = build_detector("resnet50", stem="imagenet").model
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, tmp_path / "imagenet.safetensors")
+    adapted = build_detector("resnet50", pretrained=tmp_path / "imagenet.safetensors", stem="cifar").model
+    # every weight but the replaced 3x3 stem is taken from the file
+    assert torch.equal(adapted.layer4[2].conv3.weight, source.layer4[2].conv3.weight)
+    assert adapted.conv1.weight.shape == (64, 3, 3, 3)
+    save_file({"x": torch.zeros(3)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="different architecture"):
+        build_detector("lenet", pretrained=tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError, match="safetensors"):
+        build_detector("lenet", pretrained=tmp_path / "missing.safetensors")
