@@ -101,7 +101,8 @@ def test_recipe_rejects_bad_values():
 def test_cifake_cnn_beats_the_cifake_paper_on_the_full_training_split(cifake):
     """The headline CPU result: the CIFAKE-paper CNN on all 90,000 training images, 10 epochs (~3 min on 2 cores).
 
-    The paper reported 92.98% test accuracy; this recipe measured 94.6% (seed 0). Scored on the full test split.
+    The paper reported 92.98% test accuracy; this recipe measured 94.8% in 183 s of training (seed 0), on the
+    full test split.
     """
     images, labels = training_data(cifake, 45000)
     seed_everything(0)
