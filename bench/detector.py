@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bench.recipe import Recipe
-from bench.registry import Registry
+from bench.registry import Registry, summary
 
 CIFAKE_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 channel statistics: CIFAKE's reals are CIFAR-10
 CIFAKE_STD = (0.2470, 0.2435, 0.2616)
@@ -34,15 +34,7 @@ class DetectorSpec:
     description: str = ""
 
 
-def _coerce(name: str, obj: object) -> DetectorSpec:
-    if isinstance(obj, DetectorSpec):
-        return obj
-    if callable(obj):
-        return DetectorSpec(name=name, factory=obj, description=(obj.__doc__ or "").strip().split("\n")[0])
-    raise TypeError(f"entry point {name!r} must be a DetectorSpec or a model factory, got {type(obj)!r}")
-
-
-DETECTORS: Registry[DetectorSpec] = Registry("detector", "bench.detectors", "detectors", coerce=_coerce)
+DETECTORS: Registry[DetectorSpec] = Registry("detector", "bench.detectors", "detectors", spec_type=DetectorSpec)
 
 
 def register_detector(
@@ -56,7 +48,6 @@ def register_detector(
     """Decorator that registers a model factory as a detector (like timm's ``@register_model``)."""
 
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        doc = (factory.__doc__ or "").strip()
         spec = DetectorSpec(
             name=name,
             factory=factory,
@@ -64,7 +55,7 @@ def register_detector(
             mean=mean,
             std=std,
             recipe=recipe or Recipe(),
-            description=doc.split("\n")[0],
+            description=summary(factory),
         )
         DETECTORS.register(name, spec, origin=factory.__module__)
         return factory

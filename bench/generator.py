@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.registry import Registry
+from bench.registry import Registry, summary
 
 
 class ImageGenerator(Protocol):
@@ -30,23 +30,14 @@ class GeneratorSpec:
     description: str = ""
 
 
-def _coerce(name: str, obj: object) -> GeneratorSpec:
-    if isinstance(obj, GeneratorSpec):
-        return obj
-    if callable(obj):
-        return GeneratorSpec(name=name, factory=obj, description=(obj.__doc__ or "").strip().split("\n")[0])
-    raise TypeError(f"entry point {name!r} must be a GeneratorSpec or a generator factory, got {type(obj)!r}")
-
-
-GENERATORS: Registry[GeneratorSpec] = Registry("generator", "bench.generators", "generators", coerce=_coerce)
+GENERATORS: Registry[GeneratorSpec] = Registry("generator", "bench.generators", "generators", spec_type=GeneratorSpec)
 
 
 def register_generator(name: str) -> Callable[[Callable[..., ImageGenerator]], Callable[..., ImageGenerator]]:
     """Decorator that registers a generator factory under ``name``."""
 
     def decorate(factory: Callable[..., ImageGenerator]) -> Callable[..., ImageGenerator]:
-        doc = (factory.__doc__ or "").strip().split("\n")[0]
-        GENERATORS.register(name, GeneratorSpec(name, factory, doc), origin=factory.__module__)
+        GENERATORS.register(name, GeneratorSpec(name, factory, summary(factory)), origin=factory.__module__)
         return factory
 
     return decorate

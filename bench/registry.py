@@ -14,7 +14,7 @@ import importlib
 import inspect
 import logging
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -30,20 +30,23 @@ class UnknownPluginError(KeyError):
         return str(self.args[0])
 
 
-class Registry(Generic[T]):
-    """A named collection of plugins of one kind."""
+def summary(obj: object) -> str:
+    """The first line of an object's docstring."""
+    return (obj.__doc__ or "").strip().split("\n")[0]
 
-    def __init__(
-        self,
-        kind: str,
-        group: str,
-        builtin: str,
-        coerce: Callable[[str, object], T] | None = None,
-    ) -> None:
+
+class Registry(Generic[T]):
+    """A named collection of plugins of one kind.
+
+    With a ``spec_type`` (a dataclass with ``name``, ``factory`` and ``description``), an entry point that
+    names a bare factory is wrapped in a spec with default metadata.
+    """
+
+    def __init__(self, kind: str, group: str, builtin: str, spec_type: type[T] | None = None) -> None:
         self.kind = kind
         self.group = group
         self.builtin = builtin
-        self._coerce = coerce
+        self.spec_type = spec_type
         self._items: dict[str, T] = {}
         self._origins: dict[str, str] = {}
         self.broken: dict[str, str] = {}
@@ -112,8 +115,22 @@ class Registry(Generic[T]):
             self.broken[ep.name] = f"module {ep.value} registered no {self.kind} called {ep.name!r}"
             log.warning("%s", self.broken[ep.name])
             return
-        item = self._coerce(ep.name, obj) if self._coerce else obj
+        try:
+            item = self._as_item(ep.name, obj)
+        except TypeError as exc:
+            self.broken[ep.name] = str(exc)
+            log.warning("%s", exc)
+            return
         self.register(ep.name, item, origin=f"entry point {ep.value}")
+
+    def _as_item(self, name: str, obj: object) -> T:
+        if self.spec_type is None or isinstance(obj, self.spec_type):
+            return obj
+        if callable(obj):
+            return self.spec_type(name=name, factory=obj, description=summary(obj))
+        raise TypeError(
+            f"{self.kind} entry point {name!r} must be a {self.spec_type.__name__} or a factory, got {type(obj)!r}"
+        )
 
     def _unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)

@@ -19,12 +19,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.detector import DETECTORS
 from bench.perturbations import PERTURBATIONS
 from bench.recipe import Recipe
-from bench.registry import UnknownPluginError
+from bench.registry import Registry, UnknownPluginError
 from bench.sources import NAME_PATTERN, Label
 
 
 class SuiteError(ValueError):
     """A suite file is missing or invalid; the message names the key and the allowed values."""
+
+
+def _registered(registry: Registry, name: str) -> str:
+    """``name`` if ``registry`` has it; else a validation error listing close matches."""
+    try:
+        registry.get(name)
+    except UnknownPluginError as exc:
+        raise ValueError(str(exc)) from None
+    return name
 
 
 class Strict(BaseModel):
@@ -77,11 +86,7 @@ class DetectorEntry(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        try:
-            DETECTORS.get(name)
-        except UnknownPluginError as exc:
-            raise ValueError(str(exc)) from None
-        return name
+        return _registered(DETECTORS, name)
 
     @model_validator(mode="after")
     def _recipe_fields(self) -> DetectorEntry:
@@ -113,11 +118,7 @@ class PerturbationEntry(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        try:
-            PERTURBATIONS.get(name)
-        except UnknownPluginError as exc:
-            raise ValueError(str(exc)) from None
-        return name
+        return _registered(PERTURBATIONS, name)
 
     @property
     def label(self) -> str:
