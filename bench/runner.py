@@ -183,34 +183,34 @@ class Runner:
         return [base.updated(**dict(zip(fields, point, strict=True))) for point in itertools.product(*values)]
 
     # ---- running ------------------------------------------------------------------------------
-    def record_path(self, suite: Suite, cell: Cell) -> Path:
+    def record_path(self, cell: Cell) -> Path:
         return self.results_dir / "records" / f"{cell.key}.json"
 
     def run(self, suite: Suite) -> RunSummary:
         """Run every cell of ``suite`` that has no record yet, then render its leaderboard."""
         jobs, train_data, test_data = self.plan(suite)
         computed, skipped = [], []
-        pending_jobs = [j for j in jobs if any(not self._has_record(suite, c) for c in j.cells)]
+        pending_jobs = [j for j in jobs if any(not self._has_record(c) for c in j.cells)]
         for job in jobs:
-            skipped += [self.record_path(suite, c) for c in job.cells if self._has_record(suite, c)]
+            skipped += [self.record_path(c) for c in job.cells if self._has_record(c)]
         bar = tqdm(pending_jobs, desc=suite.name, unit="job", disable=no_bars(self.progress))
         for job in bar:
             bar.set_postfix(detector=job.entry.name, train=job.train_name, seed=job.seed)
             detector, training = self._trained(job, *train_data[job.train_name])
             logits_cache: dict[tuple[str, str], np.ndarray] = {}
             for cell in job.cells:
-                if self._has_record(suite, cell):
+                if self._has_record(cell):
                     continue
                 record = self._score(suite, cell, detector, training, train_data, test_data, logits_cache)
-                path = self.record_path(suite, cell)
+                path = self.record_path(cell)
                 write_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
                 computed.append(path)
-        records = [json.loads(self.record_path(suite, c).read_text()) for j in jobs for c in j.cells]
+        records = [json.loads(self.record_path(c).read_text()) for j in jobs for c in j.cells]
         leaderboard = write_leaderboard(records, self.results_dir, suite.name, suite.description)
         return RunSummary(computed, skipped, leaderboard, records)
 
-    def _has_record(self, suite: Suite, cell: Cell) -> bool:
-        path = self.record_path(suite, cell)
+    def _has_record(self, cell: Cell) -> bool:
+        path = self.record_path(cell)
         if not path.is_file():
             return False
         try:
