@@ -6,16 +6,21 @@ import fnmatch
 import functools
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from bench import __version__
+from bench.audit import audit, render_report
+from bench.audit import deduplicate as deduplicate_source
+from bench.checkpoints import write_atomic
 from bench.detector import DETECTORS
 from bench.generator import GENERATORS
 from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
 from bench.leaderboard import write_leaderboard
 from bench.perturbations import PERTURBATIONS
+from bench.provenance import stamp
 from bench.registry import UnknownPluginError
 from bench.runner import Runner
 from bench.sources import LABELS, SourceError, SourceStore
@@ -149,6 +154,40 @@ def import_npz_command(path: Path, name: str, label: str, split: str, key: str, 
 def data_show(name: str, data_dir: Path) -> None:
     """Print the manifest of the cached source NAME (its pixels are checked against its sha256)."""
     click.echo(SourceStore(data_dir).load(name).manifest.to_json())
+
+
+@data.command("audit")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--tolerance", type=float, default=3.0, show_default=True,
+              help="Largest mean absolute pixel difference (0-255) of a near duplicate.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Markdown report (and a .json beside it) here instead of printing it.")
+@click.option("--deduplicate", is_flag=True,
+              help="Also store NAME-dedup sources without duplicates (and test images found in training sources).")
+@data_dir_option
+@friendly_errors
+def data_audit(
+    names: tuple[str, ...], tolerance: float, report: Path | None, deduplicate: bool, data_dir: Path
+) -> None:
+    """Find exact and near duplicates within the cached sources NAMES and between their test and train splits."""
+    store = SourceStore(data_dir)
+    sources = [store.load(name) for name in names]
+    overlaps, drop = audit(sources, tolerance)
+    text = render_report(sources, overlaps, tolerance)
+    if deduplicate:
+        made = [deduplicate_source(store, s, drop[s.name], f"{s.name}-dedup") for s in sources]
+        text += "\n## Deduplicated sources\n\n" + "\n".join(
+            f"- `{m.name}`: {m.count} images (dropped {m.origin['dropped']}), sha256 `{m.sha256[:12]}`" for m in made
+        ) + "\n"
+    if report is None:
+        click.echo(text, nl=False)
+        return
+    provenance = stamp(seed=0, device="cpu")
+    text += f"\nProduced by `{provenance['command']}` at git commit {provenance['git']['commit']}.\n"
+    write_atomic(report, text.encode())
+    summary = {"tolerance": tolerance, "sources": {s.name: s.manifest.sha256 for s in sources},
+               "overlaps": [asdict(o) for o in overlaps], "provenance": provenance}
+    write_atomic(report.with_suffix(".json"), json.dumps(summary, indent=2).encode())
 
 
 @main.command()

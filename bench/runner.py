@@ -12,12 +12,14 @@ import itertools
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.audit import pixel_digests
 from bench.checkpoints import Checkpoint, CheckpointStore, file_sha256, write_atomic
 from bench.detector import DETECTORS, Detector, build_detector
 from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
@@ -48,6 +50,14 @@ class Subset:
     @property
     def count(self) -> int:
         return len(self.images)
+
+    @cached_property
+    def digests(self) -> set[bytes]:
+        return set(pixel_digests(self.images))
+
+    def copies_in(self, other: Subset) -> int:
+        """How many of these images occur pixel for pixel in ``other``."""
+        return sum(d in other.digests for d in pixel_digests(self.images))
 
 
 @dataclass
@@ -109,7 +119,8 @@ class Runner:
         source = self.sources.load(name)
         manifest = source.manifest
         origin = manifest.origin.get("importer")
-        if (origin, manifest.label, manifest.split) != (spec.importer, spec.label, spec.split):
+        expected_origin = origin if spec.importer == "cached" else spec.importer
+        if (origin, manifest.label, manifest.split) != (expected_origin, spec.label, spec.split):
             raise SourceError(
                 f"cached source {name!r} ({origin}, {manifest.label}, split {manifest.split}) does not match the "
                 f"suite ({spec.importer}, {spec.label}, split {spec.split}): delete {self.sources.path(name)} "
@@ -118,6 +129,8 @@ class Runner:
         return source
 
     def _import(self, name: str, spec: SourceSpec) -> None:
+        if spec.importer == "cached":
+            self.sources.manifest(name)  # raises, saying how to make it
         if spec.importer == "cifake":
             location = locate_cifake(self.data_root, self.data_dir / "downloads")
             import_cifake(self.sources, location, spec.split, spec.label, name=name, skip_bad=spec.skip_bad)
@@ -303,6 +316,10 @@ class Runner:
             "perturbation": cell.perturbation.model_dump() | {"label": cell.perturbation.label},
             "seed": cell.job.seed,
             "data_seed": suite.data_seed,
+            "test_images_in_training": {  # exact pixel copies; `bench data audit` also finds near copies
+                "real": real.copies_in(train_real) + real.copies_in(train_fake),
+                "fake": fake.copies_in(train_real) + fake.copies_in(train_fake),
+            },
             "training": training,
             **result,
             "provenance": stamp(cell.job.seed, str(self.device)),

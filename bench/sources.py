@@ -72,6 +72,7 @@ class Source:
 
     manifest: Manifest
     images: np.ndarray
+    files: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -127,7 +128,8 @@ class SourceStore:
                 f"source {name!r} is corrupt: its pixels no longer match the sha256 in its manifest. "
                 f"Delete {self.path(name)} and import it again."
             )
-        return Source(manifest, images)
+        files = tuple((self.path(name) / "files.txt").read_text().splitlines())
+        return Source(manifest, images, files)
 
     def save(
         self,

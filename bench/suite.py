@@ -43,7 +43,9 @@ class Strict(BaseModel):
 class SourceSpec(Strict):
     """How to obtain one source: which importer, from where (relative to the data root), with which label."""
 
-    importer: Literal["cifake", "folder", "npz"]
+    importer: Literal["cifake", "folder", "npz", "cached"] = Field(
+        description="cached: a source already in the cache, e.g. made by `bench data audit --deduplicate`"
+    )
     label: Label
     split: Literal["train", "test"] = "test"
     path: str | None = Field(None, description="file or folder under the data root (folder and npz importers)")
@@ -52,7 +54,7 @@ class SourceSpec(Strict):
 
     @model_validator(mode="after")
     def _path_required(self) -> SourceSpec:
-        if self.importer != "cifake" and not self.path:
+        if self.importer in ("folder", "npz") and not self.path:
             raise ValueError(f"the {self.importer} importer needs 'path' (relative to the data root)")
         return self
 

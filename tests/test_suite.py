@@ -55,7 +55,7 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
     [
         ("name: lenet,", "name: lenett,", "detectors.0.name: unknown detector 'lenett'. Did you mean 'lenet'"),
         ("limit: 100}", "limit: -5}", "train.0.limit: Input should be greater than or equal to 10 (got -5)"),
-        ("importer: folder", "importer: zip", "'cifake', 'folder' or 'npz' (got 'zip')"),
+        ("importer: folder", "importer: zip", "'cifake', 'folder', 'npz' or 'cached' (got 'zip')"),
         ("fake: [\"*\"]", "fake: [nothing*]", "matches no declared fake test source"),
         ("real: [cifake-real-train]", "real: [cifake-sd14-train]", "labelled 'fake', expected 'real'"),
         ("real: cifake-real-test", "real: cifake-real-train", "used for both training and testing"),
