@@ -6,6 +6,7 @@ import json
 import shutil
 import textwrap
 
+import pandas as pd
 import pytest
 
 import bench.runner
@@ -111,3 +112,71 @@ def test_keys_change_with_what_the_numbers_depend_on(suite, data_dir, data_root,
         changed = {c.key for j in runner.plan(variant)[0] for c in j.cells}
         assert not keys & changed
     assert keys == {c.key for j in runner.plan(suite)[0] for c in j.cells}  # and only with that
+
+
+def test_same_suite_and_seed_give_identical_numbers_on_cpu(suite, cifake_dir, data_root, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        data_dir = tmp_path / f"cache-{name}"
+        shutil.copytree(cifake_dir, data_dir)
+        runs.append(Runner(data_dir, tmp_path / name, data_root, device="cpu", progress=False).run(suite))
+    for first, second in zip(runs[0].records, runs[1].records, strict=True):
+        assert first["key"] == second["key"]
+        assert first["metrics"] == second["metrics"]
+        assert first["training"]["threshold"] == second["training"]["threshold"]
+        assert first["training"]["checkpoint_sha256"] == second["training"]["checkpoint_sha256"]
+
+
+KILL_SUITE = SUITE.replace("- {name: lenet, grid: {lr: [0.001, 0.003]}}", "- {name: lenet}\n  - {name: alexnet}")
+
+
+def _bench_run(suite_path, data_dir, results, data_root):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "bench", "run", "--suite", str(suite_path), "--data-dir", str(data_dir),
+               "--data-root", str(data_root), "--results", str(results)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(cifake_dir, data_root, tmp_path):
+    import signal
+    import time
+
+    from bench.checkpoints import file_sha256
+
+    suite_path = tmp_path / "kill.yaml"
+    suite_path.write_text(textwrap.dedent(KILL_SUITE))
+    interrupted_cache, shared_cache = tmp_path / "cache-killed", tmp_path / "cache-shared"
+    shutil.copytree(cifake_dir, interrupted_cache)
+    shutil.copytree(cifake_dir, shared_cache)
+
+    victim = _bench_run(suite_path, interrupted_cache, tmp_path / "killed", data_root)
+    deadline = time.time() + 300
+    while not list((tmp_path / "killed" / "records").glob("*.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    recorded = list((tmp_path / "killed" / "records").glob("*.json"))
+    assert 0 < len(recorded) < 8
+    written = {path: path.stat().st_mtime_ns for path in recorded}
+
+    resumed = _bench_run(suite_path, interrupted_cache, tmp_path / "killed", data_root)
+    # two uninterrupted runs at once, sharing one cache
+    together = [_bench_run(suite_path, shared_cache, tmp_path / f"together-{i}", data_root) for i in range(2)]
+    for process in [resumed, *together]:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+
+    for path, mtime in written.items():  # finished cells were kept, not recomputed
+        assert path.stat().st_mtime_ns == mtime
+    for cache in (interrupted_cache, shared_cache):
+        for sidecar in (cache / "checkpoints").glob("*.json"):
+            info = json.loads(sidecar.read_text())
+            assert file_sha256(sidecar.with_suffix(".safetensors")) == info["sha256"]
+    boards = [pd.read_csv(tmp_path / name / "leaderboard.csv").drop(columns="train_seconds")  # timings differ
+              for name in ("killed", "together-0", "together-1")]
+    assert len(boards[0]) == 8
+    pd.testing.assert_frame_equal(boards[0], boards[1])
+    pd.testing.assert_frame_equal(boards[0], boards[2])

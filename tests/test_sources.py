@@ -78,6 +78,7 @@ def _write(folder: Path, name: str, image: Image.Image, **kwargs) -> Path:
         (lambda f: _write(f, "gray.png", Image.new("L", (32, 32))), "gray.png: colour mode L"),
         (lambda f: _write(f, "palette.png", Image.new("P", (32, 32))), "palette.png: colour mode P"),
         (lambda f: _write(f, "big.png", Image.new("RGB", (64, 48))), "big.png: size 64x48, expected 32x32"),
+        (lambda f: _write(f, "deep.png", Image.new("I;16", (32, 32))), "deep.png: colour mode I;16"),
         (lambda f: (f / "empty.jpg").write_bytes(b""), "empty.jpg: the file is empty"),
         (lambda f: (f / "notes.txt").write_text("hello"), "not images (notes.txt)"),
     ],

@@ -114,3 +114,27 @@ def test_cifake_cnn_beats_the_cifake_paper_on_the_full_training_split(cifake):
                    predict_logits(detector, test_fake, torch.device("cpu"))]
     metrics = evaluate(np.r_[np.zeros(10000), np.ones(10000)], scores, result.threshold, n_boot=0)["metrics"]
     assert metrics["accuracy"]["value"] >= 0.935
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path(__import__('os').environ['PWNED']).write_text('ran')",))
+
+
+def test_a_crafted_pickle_checkpoint_is_never_unpickled(tmp_path, monkeypatch):
+    """A torch.save pickle dressed up as a cached checkpoint, with a matching sha256, must not run code."""
+    import json
+
+    from bench.checkpoints import file_sha256
+
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("PWNED", str(marker))
+    store = CheckpointStore(tmp_path)
+    store.root.mkdir()
+    weights = store.root / "evil.safetensors"
+    torch.save({"weight": _Payload()}, weights)
+    (store.root / "evil.json").write_text(json.dumps({"sha256": file_sha256(weights), "threshold": 0.0}))
+    checkpoint = store.get("evil")
+    with pytest.raises(Exception, match="(?i)header|safetensor|deserializ"):
+        checkpoint.state_dict()
+    assert not marker.exists()
