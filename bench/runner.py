@@ -46,10 +46,14 @@ class Subset:
     images: np.ndarray
     sources: list[dict]
     sha256: str
+    removed: int = 0  # exact repeats, or copies of training images, dropped before drawing
 
     @property
     def count(self) -> int:
         return len(self.images)
+
+    def describe(self) -> dict:
+        return {"sources": self.sources, "count": self.count, "sha256": self.sha256, "removed_duplicates": self.removed}
 
     @cached_property
     def digests(self) -> set[bytes]:
@@ -146,16 +150,31 @@ class Runner:
         else:
             import_npz(self.sources, path, name, spec.label, spec.split, key=spec.key)
 
-    def subset(self, suite: Suite, names: list[str], limit: int | None) -> Subset:
-        """Up to ``limit`` images drawn without replacement (seeded by the suite's data seed) from ``names``."""
+    def subset(self, suite: Suite, names: list[str], limit: int | None, exclude: frozenset = frozenset()) -> Subset:
+        """Up to ``limit`` images drawn without replacement (seeded by the suite's data seed) from ``names``.
+
+        With ``suite.deduplicate``, exact repeats within the sources are dropped first (keeping the first
+        copy), and so is every image whose pixels occur in ``exclude`` (the training images, for test data).
+        """
         loaded = [self.source(n, suite.sources[n]) for n in names]
         images = np.concatenate([s.images for s in loaded]) if len(loaded) > 1 else np.asarray(loaded[0].images)
+        removed = 0
+        if suite.deduplicate:
+            seen = set(exclude)
+            keep = []
+            for i, digest in enumerate(pixel_digests(images)):
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                keep.append(i)
+            removed = len(images) - len(keep)
+            images = images[keep]
         if limit is not None and limit < len(images):
             rng = np.random.default_rng(suite.data_seed)
             images = images[np.sort(rng.choice(len(images), limit, replace=False))]
         described = [{"name": s.name, "sha256": s.manifest.sha256, "count": s.manifest.count,
                       "encoding": s.manifest.encoding} for s in loaded]
-        return Subset(np.ascontiguousarray(images), described, content_hash(images))
+        return Subset(np.ascontiguousarray(images), described, content_hash(images), removed)
 
     # ---- planning -----------------------------------------------------------------------------
     def plan(self, suite: Suite) -> tuple[list[Job], dict[str, tuple[Subset, Subset]], dict[str, Subset]]:
@@ -163,7 +182,13 @@ class Runner:
         train_data = {
             t.name: (self.subset(suite, t.real, t.limit), self.subset(suite, t.fake, t.limit)) for t in suite.train
         }
-        test_data = {name: self.subset(suite, [name], suite.test.limit)
+        training_images: frozenset[bytes] = frozenset()
+        if suite.deduplicate:
+            names = sorted({n for t in suite.train for n in [*t.real, *t.fake]})
+            training_images = frozenset(
+                d for n in names for d in pixel_digests(self.source(n, suite.sources[n]).images)
+            )
+        test_data = {name: self.subset(suite, [name], suite.test.limit, exclude=training_images)
                      for name in [suite.test.real, *suite.test_fakes()]}
         jobs = []
         for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
@@ -308,11 +333,11 @@ class Runner:
             "detector": cell.job.entry.name,
             "detector_kwargs": cell.job.entry.kwargs,
             "train": {"name": cell.job.train_name,
-                      "real": {"sources": train_real.sources, "count": train_real.count, "sha256": train_real.sha256},
-                      "fake": {"sources": train_fake.sources, "count": train_fake.count, "sha256": train_fake.sha256}},
+                      "real": train_real.describe(),
+                      "fake": train_fake.describe()},
             "test": {"name": cell.test_fake,
-                     "real": {"sources": real.sources, "count": real.count, "sha256": real.sha256},
-                     "fake": {"sources": fake.sources, "count": fake.count, "sha256": fake.sha256}},
+                     "real": real.describe(),
+                     "fake": fake.describe()},
             "perturbation": cell.perturbation.model_dump() | {"label": cell.perturbation.label},
             "seed": cell.job.seed,
             "data_seed": suite.data_seed,

@@ -143,6 +143,9 @@ class Suite(Strict):
     detectors: list[DetectorEntry] = Field(min_length=1)
     recipe: dict[str, Any] = Field({}, description="recipe overrides applied to every detector")
     perturbations: list[PerturbationEntry] = Field([PerturbationEntry(name="clean")], min_length=1)
+    deduplicate: bool = Field(
+        True, description="drop exact repeats within sources and test images whose pixels occur in training sources"
+    )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples per confidence interval (0: none)")
     ci_level: float = Field(0.95, gt=0, lt=1)
 

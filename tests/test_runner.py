@@ -11,7 +11,7 @@ import pytest
 
 import bench.runner
 from bench.runner import Runner
-from bench.suite import load_suite
+from bench.suite import Suite, load_suite
 
 SUITE = """
 name: tiny
@@ -59,6 +59,7 @@ def test_run_writes_records_and_a_leaderboard_then_resumes_without_recomputing(
     assert record["provenance"]["hardware"]["device"] == "cpu"
     assert len(record["training"]["grid"]) == 2  # both learning rates trained, the better one on validation kept
     assert record["training"]["n_val"] == 60
+    assert record["test_images_in_training"] == {"real": 0, "fake": 0}  # the suite deduplicates
     by_test = {(r["test"]["name"], r["perturbation"]["label"]): r for r in first.records}
     assert by_test[("ddpm-cifar10", "clean")]["n_fake"] == 129
     assert by_test[("cifake-sd14-test", "clean")]["n_fake"] == 200
@@ -180,3 +181,18 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(cifake_dir, data_
     assert len(boards[0]) == 8
     pd.testing.assert_frame_equal(boards[0], boards[1])
     pd.testing.assert_frame_equal(boards[0], boards[2])
+
+
+def test_deduplication_drops_test_images_seen_in_training(suite, data_dir, data_root, tmp_path):
+    """CIFAKE's SD test fakes hold 38 repeats and 349 distinct images that are also training fakes."""
+    runner = Runner(data_dir, tmp_path / "results", data_root, device="cpu", progress=False)
+    data = suite.model_dump()
+    data["train"][0]["limit"] = data["test"]["limit"] = None
+    whole = Suite.model_validate(data)
+    _, train, test = runner.plan(whole)
+    assert test["cifake-sd14-test"].count == 10000 - 387 and test["cifake-sd14-test"].removed == 387
+    assert train["sd14"][1].count == 45000 - 751  # repeats among the SD training fakes
+    assert test["cifake-sd14-test"].copies_in(train["sd14"][1]) == 0
+    _, _, kept = runner.plan(whole.model_copy(update={"deduplicate": False}))
+    assert kept["cifake-sd14-test"].count == 10000
+    assert kept["cifake-sd14-test"].copies_in(train["sd14"][1]) == 349
