@@ -114,10 +114,13 @@ class Runner:
         self.progress = progress
         self.sources = SourceStore(self.data_dir)
         self.checkpoints = CheckpointStore(self.data_dir)
+        self._loaded: dict[str, Source] = {}  # each source is loaded and hash-checked once per runner
 
     # ---- data -------------------------------------------------------------------------------
     def source(self, name: str, spec: SourceSpec) -> Source:
         """The cached source ``name``, imported first if it is not cached yet."""
+        if name in self._loaded:
+            return self._loaded[name]
         if not self.sources.exists(name):
             self._import(name, spec)
         source = self.sources.load(name)
@@ -130,6 +133,7 @@ class Runner:
                 f"suite ({spec.importer}, {spec.label}, split {spec.split}): delete {self.sources.path(name)} "
                 "or give the suite's source another name"
             )
+        self._loaded[name] = source
         return source
 
     def _import(self, name: str, spec: SourceSpec) -> None:
