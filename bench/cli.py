@@ -14,8 +14,8 @@ import click
 from bench import __version__
 from bench.audit import audit, render_report
 from bench.audit import deduplicate as deduplicate_source
-from bench.checkpoints import write_atomic
 from bench.detector import DETECTORS
+from bench.files import write_atomic
 from bench.generator import GENERATORS
 from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
 from bench.leaderboard import write_leaderboard

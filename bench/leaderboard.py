@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.checkpoints import write_atomic
+from bench.files import write_atomic
 from bench.provenance import describe_hardware
 
 SHOWN = {

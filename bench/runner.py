@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.audit import pixel_digests
-from bench.checkpoints import Checkpoint, CheckpointStore, file_sha256, write_atomic
+from bench.checkpoints import Checkpoint, CheckpointStore
 from bench.detector import DETECTORS, Detector, build_detector
+from bench.files import file_sha256, write_atomic
 from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
 from bench.leaderboard import write_leaderboard
 from bench.metrics import evaluate

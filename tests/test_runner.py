@@ -144,7 +144,7 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(cifake_dir, data_
     import signal
     import time
 
-    from bench.checkpoints import file_sha256
+    from bench.files import file_sha256
 
     suite_path = tmp_path / "kill.yaml"
     suite_path.write_text(textwrap.dedent(KILL_SUITE))

@@ -125,7 +125,7 @@ def test_a_crafted_pickle_checkpoint_is_never_unpickled(tmp_path, monkeypatch):
     """A torch.save pickle dressed up as a cached checkpoint, with a matching sha256, must not run code."""
     import json
 
-    from bench.checkpoints import file_sha256
+    from bench.files import file_sha256
 
     marker = tmp_path / "pwned"
     monkeypatch.setenv("PWNED", str(marker))
