@@ -7,11 +7,14 @@ need. Every perturbation takes a seeded ``torch.Generator`` so that random ones 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from bench.detector import Detector
@@ -57,3 +60,39 @@ def jpeg(
         Image.fromarray(image).save(buffer, "JPEG", quality=quality)
         out[i] = np.asarray(Image.open(buffer).convert("RGB"))
     return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
+
+
+@register_perturbation("blur")
+def blur(
+    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator, sigma: float = 1.0
+) -> torch.Tensor:
+    """Gaussian blur with standard deviation ``sigma`` pixels (kernel of 2*ceil(3*sigma)+1 pixels)."""
+    if sigma < 0:
+        raise ValueError(f"blur sigma must be >= 0, got {sigma}")
+    if sigma == 0:
+        return images
+    size = 2 * math.ceil(3 * sigma) + 1
+    return TF.gaussian_blur(images, kernel_size=[size, size], sigma=[sigma, sigma])
+
+
+@register_perturbation("noise")
+def noise(
+    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator, sigma: float = 0.05
+) -> torch.Tensor:
+    """Additive Gaussian noise of standard deviation ``sigma`` (pixel values in [0, 1]), then clipped."""
+    if sigma < 0:
+        raise ValueError(f"noise sigma must be >= 0, got {sigma}")
+    draw = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    return (images + sigma * draw).clamp(0, 1)
+
+
+@register_perturbation("resize")
+def resize(
+    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator, scale: float = 0.5
+) -> torch.Tensor:
+    """Downscale by ``scale`` (antialiased bilinear), then upscale back to the original size."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"resize scale must be in (0, 1], got {scale}")
+    height, width = images.shape[-2:]
+    small = F.interpolate(images, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
