@@ -31,7 +31,8 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "tested_on": r["test"]["name"],
             "perturbation": r["perturbation"]["label"],
             "seed": r["seed"],
-            "n_train_per_class": r["train"]["real"]["count"],
+            "n_train_real": r["train"]["real"]["count"],
+            "n_train_fake": r["train"]["fake"]["count"],
             "n_test_real": r["n_real"],
             "n_test_fake": r["n_fake"],
             "threshold": r["threshold"],
@@ -92,7 +93,7 @@ def render_markdown(records: list[dict], title: str, description: str = "") -> s
     for (trained_on, tested_on), group in frame.groupby(["trained_on", "tested_on"], sort=True):
         first = group.iloc[0]
         lines += [
-            f"## Trained on {trained_on} ({first['n_train_per_class']} images per class), "
+            f"## Trained on {trained_on} ({first['n_train_real']} real + {first['n_train_fake']} fake images), "
             f"tested on {tested_on} ({first['n_test_real']} real vs {first['n_test_fake']} fake)",
             "",
         ]

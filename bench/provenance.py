@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+CODE_PATHS = (":(top)bench", ":(top)detectors", ":(top)generators", ":(top)suites", ":(top)pyproject.toml")
 PACKAGES = ("bench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pillow", "safetensors", "pandas")
 
 
@@ -38,14 +39,14 @@ def versions() -> dict[str, str]:
 
 @cache
 def git_commit() -> dict[str, object]:
-    """The commit of the bench source tree and whether it had uncommitted changes (None outside git)."""
+    """The commit of the bench source tree and whether its code had uncommitted changes (None outside git)."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(  # changes to the code, not to results/ or docs
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
