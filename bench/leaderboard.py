@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.files import write_atomic
+from bench.metrics import METRICS
 from bench.provenance import describe_hardware
 
 SHOWN = {
@@ -17,8 +18,6 @@ SHOWN = {
     "accuracy_real": "Acc real",
     "accuracy_fake": "Acc fake",
 }
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "accuracy_real",
-                "accuracy_fake")
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -39,7 +38,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "train_seconds": r["training"]["train_seconds"],
             "epochs": r["training"]["recipe"]["epochs"],
         }
-        for name in METRIC_NAMES:
+        for name in METRICS:
             metric = r["metrics"][name]
             low, high = metric["ci"] if metric["ci"] else (None, None)
             row |= {name: metric["value"], f"{name}_ci_low": low, f"{name}_ci_high": high}

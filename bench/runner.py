@@ -27,7 +27,7 @@ from bench.importers import import_cifake, import_folder, import_npz, locate_cif
 from bench.leaderboard import write_leaderboard
 from bench.metrics import evaluate
 from bench.perturbations import PERTURBATIONS
-from bench.provenance import content_key, stamp
+from bench.provenance import content_key, hardware, stamp
 from bench.recipe import Recipe
 from bench.sources import Source, SourceError, SourceStore, content_hash
 from bench.suite import DetectorEntry, PerturbationEntry, SourceSpec, Suite
@@ -310,7 +310,7 @@ class Runner:
             "selected_epoch": result.selected_epoch, "history": result.history, "seconds": result.seconds,
             "n_train": result.n_train, "n_val": result.n_val,
             "train_real": real.sha256, "train_fake": fake.sha256,
-            "hardware": stamp(job.seed, str(self.device))["hardware"],
+            "hardware": hardware(str(self.device)),
         }
         return self.checkpoints.put(key, result.state, info)
 
