@@ -32,6 +32,7 @@ class DetectorSpec:
     std: tuple[float, float, float] = CIFAKE_STD
     recipe: Recipe = field(default_factory=Recipe)
     description: str = ""
+    cam_layer: str | None = None  # submodule for Grad-CAM; None: found by `bench.attribution.cam_layer`
 
 
 DETECTORS: Registry[DetectorSpec] = Registry("detector", "bench.detectors", "detectors", spec_type=DetectorSpec)
@@ -44,6 +45,7 @@ def register_detector(
     mean: tuple[float, float, float] = CIFAKE_MEAN,
     std: tuple[float, float, float] = CIFAKE_STD,
     recipe: Recipe | None = None,
+    cam_layer: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model factory as a detector (like timm's ``@register_model``)."""
 
@@ -56,6 +58,7 @@ def register_detector(
             std=std,
             recipe=recipe or Recipe(),
             description=summary(factory),
+            cam_layer=cam_layer,
         )
         DETECTORS.register(name, spec, origin=factory.__module__)
         return factory

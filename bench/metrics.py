@@ -133,3 +133,21 @@ def evaluate(
         "threshold": float(threshold),
         "bootstrap": {"resamples": n_boot, "level": level, "seed": seed, "stratified": True},
     }
+
+
+def evasion_rate(clean_scores: np.ndarray, perturbed_scores: np.ndarray, threshold: float,
+                 level: float = 0.95) -> dict:
+    """Share of the fakes detected on clean input that the perturbation turns into "real".
+
+    The interval is Wilson's score interval for a binomial proportion (scipy); ``n`` is the number of
+    fakes detected on clean input, the denominator. With no detected fakes the rate is undefined (NaN).
+    """
+    from scipy.stats import binomtest
+
+    detected = np.asarray(clean_scores) >= threshold
+    n = int(detected.sum())
+    if n == 0:
+        return {"value": float("nan"), "ci": None, "n": 0}
+    evaded = int((np.asarray(perturbed_scores)[detected] < threshold).sum())
+    interval = binomtest(evaded, n).proportion_ci(confidence_level=level, method="wilson")
+    return {"value": evaded / n, "ci": [float(interval.low), float(interval.high)], "n": n}

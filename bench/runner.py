@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.attribution import explain
 from bench.audit import pixel_digests
 from bench.checkpoints import Checkpoint, CheckpointStore
 from bench.detector import DETECTORS, Detector, build_detector
 from bench.files import file_sha256, write_atomic
 from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
 from bench.leaderboard import write_leaderboard
-from bench.metrics import evaluate
+from bench.metrics import evaluate, evasion_rate
 from bench.perturbations import PERTURBATIONS
 from bench.provenance import content_key, hardware, stamp
 from bench.recipe import Recipe
@@ -210,14 +211,22 @@ class Runner:
             job_key = content_key({"candidates": [k for _, k in candidates], "selection": SELECTION_RULE})
             job = Job(entry, train.name, seed, candidates, job_key)
             for fake_name, perturbation in itertools.product(suite.test_fakes(), suite.perturbations):
-                cell_key = content_key({
+                measured = {
                     "job": job_key, "test_real": test_data[suite.test.real].sha256,
                     "test_fake": test_data[fake_name].sha256, "perturbation": perturbation.model_dump(),
                     "bootstrap": suite.bootstrap, "ci_level": suite.ci_level, "version": SCORING_VERSION,
-                })
+                }
+                if self._explains(suite, perturbation):
+                    measured["attribution"] = suite.attribution.model_dump()
+                cell_key = content_key(measured)
                 job.cells.append(Cell(job, fake_name, perturbation, cell_key))
             jobs.append(job)
         return jobs, train_data, test_data
+
+    @staticmethod
+    def _explains(suite: Suite, perturbation: PerturbationEntry) -> bool:
+        """Whether a cell also carries attributions: clean cells of suites with an attribution section."""
+        return suite.attribution is not None and perturbation.name == "clean"
 
     @staticmethod
     def _grid(suite: Suite, entry: DetectorEntry) -> list[Recipe]:
@@ -331,7 +340,12 @@ class Runner:
         ]
         labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
         result = evaluate(labels, np.concatenate(scores), training["threshold"], suite.bootstrap, suite.ci_level)
+        if cell.perturbation.name != "clean":
+            clean = self._logits(detector, fake, 1, PerturbationEntry(name="clean"), logits_cache)
+            result["metrics"]["evasion_rate"] = evasion_rate(clean, scores[1], training["threshold"], suite.ci_level)
         train_real, train_fake = train_data[cell.job.train_name]
+        attribution = {"attribution": self._attribute(suite, cell, detector, training, real, fake)} \
+            if self._explains(suite, cell.perturbation) else {}
         return {
             "key": cell.key,
             "suite": suite.name,
@@ -352,8 +366,24 @@ class Runner:
             },
             "training": training,
             **result,
+            **attribution,
             "provenance": stamp(cell.job.seed, str(self.device)),
         }
+
+    def _attribute(self, suite: Suite, cell: Cell, detector: Detector, training: dict, real: Subset,
+                   fake: Subset) -> dict:
+        """Attribution scores of the first test images of each class; the picture goes to figures/."""
+        settings = suite.attribution
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cell.job.seed)  # the weights training started from: the randomisation reference
+            randomised = build_detector(cell.job.entry.name, **cell.job.entry.kwargs)
+        section, picture = explain(
+            detector, randomised, real.images[: settings.images], fake.images[: settings.images],
+            training["threshold"], settings, self.device, suite.bootstrap, suite.ci_level,
+        )
+        figure = Path("figures") / f"{cell.key}.png"
+        write_atomic(self.results_dir / figure, picture)
+        return section | {"figure": figure.as_posix()}
 
     def _logits(
         self,
@@ -370,7 +400,10 @@ class Runner:
             seed = int(content_key([subset.sha256, perturbation.model_dump()])[:8], 16)
             generator = torch.Generator(device=self.device).manual_seed(seed)
             chunks = []
-            for start in range(0, subset.count, 1024):
+            starts = range(0, subset.count, 1024)
+            slow = perturbation.name != "clean" and len(starts) > 1
+            for start in tqdm(starts, desc=perturbation.label, unit="batch", leave=False,
+                              disable=not slow or no_bars(self.progress)):
                 batch = torch.tensor(subset.images[start : start + 1024], device=self.device).float() / 255
                 labels = torch.full((len(batch),), label, device=self.device)
                 perturbed = function(batch, labels, detector, generator, **perturbation.params)

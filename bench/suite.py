@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -16,6 +17,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench.attribution import ATTRIBUTIONS, AttributionSettings
 from bench.detector import DETECTORS
 from bench.perturbations import PERTURBATIONS
 from bench.recipe import Recipe
@@ -122,6 +124,15 @@ class PerturbationEntry(Strict):
     def _known(cls, name: str) -> str:
         return _registered(PERTURBATIONS, name)
 
+    @model_validator(mode="after")
+    def _parameters(self) -> PerturbationEntry:
+        accepted = list(inspect.signature(PERTURBATIONS.get(self.name)).parameters)[4:]  # after the data
+        unknown = sorted(set(self.params) - set(accepted))
+        if unknown:
+            raise ValueError(f"perturbation {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(accepted) or 'none'}")
+        return self
+
     @property
     def label(self) -> str:
         """e.g. ``clean`` or ``jpeg(quality=50)``."""
@@ -146,8 +157,18 @@ class Suite(Strict):
     deduplicate: bool = Field(
         True, description="drop exact repeats within sources and test images whose pixels occur in training sources"
     )
+    attribution: AttributionSettings | None = Field(
+        None, description="explain and score the detectors on the clean test images (bench.attribution)"
+    )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples per confidence interval (0: none)")
     ci_level: float = Field(0.95, gt=0, lt=1)
+
+    @field_validator("attribution")
+    @classmethod
+    def _attribution_methods(cls, settings: AttributionSettings | None) -> AttributionSettings | None:
+        for name in settings.methods if settings else []:
+            _registered(ATTRIBUTIONS, name)
+        return settings
 
     @field_validator("sources")
     @classmethod

@@ -7,7 +7,10 @@ from bench.detector import register_detector
 from bench.recipe import Recipe
 
 
-@register_detector("alexnet", recipe=Recipe(epochs=10, batch_size=128, lr=5e-4, augment=("flip",)))
+@register_detector(
+    "alexnet", recipe=Recipe(epochs=10, batch_size=128, lr=5e-4, augment=("flip",)),
+    cam_layer="features.11",
+)
 def alexnet(dropout: float = 0.5) -> nn.Module:
     """torchvision AlexNet with a 3x3 stride-1 stem for 32x32 input.
 

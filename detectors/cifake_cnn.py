@@ -6,7 +6,7 @@ from bench.detector import register_detector
 from bench.recipe import Recipe
 
 
-@register_detector("cifake-cnn", recipe=Recipe(epochs=10, batch_size=128, lr=2e-3, augment=("flip",)))
+@register_detector("cifake-cnn", recipe=Recipe(epochs=10, batch_size=128, lr=2e-3, augment=("flip",)), cam_layer="4")
 def cifake_cnn(filters: int = 32, dense: int = 64) -> nn.Module:
     """CIFAKE-paper CNN: two 3x3 conv layers of 32 filters with 2x2 max pooling, a 64-unit dense layer.
 

@@ -7,7 +7,10 @@ from bench.detector import register_detector
 from bench.recipe import Recipe
 
 
-@register_detector("efficientnet-b0", recipe=Recipe(epochs=10, batch_size=128, lr=2e-3, augment=("flip",)))
+@register_detector(
+    "efficientnet-b0", recipe=Recipe(epochs=10, batch_size=128, lr=2e-3, augment=("flip",)),
+    cam_layer="blocks.4",
+)
 def efficientnet_b0() -> nn.Module:
     """timm EfficientNet-B0 with a stride-1 stem for 32x32 input.
 

@@ -6,7 +6,7 @@ from bench.detector import register_detector
 from bench.recipe import Recipe
 
 
-@register_detector("lenet", recipe=Recipe(epochs=10, batch_size=128, lr=2e-3, augment=("flip",)))
+@register_detector("lenet", recipe=Recipe(epochs=10, batch_size=128, lr=2e-3, augment=("flip",)), cam_layer="4")
 def lenet() -> nn.Module:
     """LeNet-5 on 3-channel 32x32 input, its native size; ReLU and max pooling instead of tanh/subsampling."""
     return nn.Sequential(

@@ -9,7 +9,7 @@ from bench.detector import register_detector
 from bench.recipe import Recipe
 
 
-@register_detector("resnet50", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, augment=("flip",)))
+@register_detector("resnet50", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, augment=("flip",)), cam_layer="layer2")
 def resnet50(stem: Literal["imagenet", "cifar"] = "imagenet") -> nn.Module:
     """timm ResNet-50, unchanged by default; ``stem="cifar"`` adapts it to 32x32 input.
 

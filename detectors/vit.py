@@ -8,7 +8,8 @@ from bench.recipe import Recipe
 
 
 @register_detector(
-    "vit-tiny", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, weight_decay=0.05, augment=("flip",))
+    "vit-tiny", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, weight_decay=0.05, augment=("flip",)),
+    cam_layer="patch_embed.proj",
 )
 def vit_tiny(patch_size: int = 4) -> nn.Module:
     """timm ViT-Tiny built for 32x32 input with 4x4 patches (64 tokens).

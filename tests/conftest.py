@@ -34,3 +34,22 @@ def cifake_dir(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="session")
 def cifake(cifake_dir: Path) -> SourceStore:
     return SourceStore(cifake_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(cifake: SourceStore):
+    """The CIFAKE-paper CNN trained for 3 epochs on 3,000 real + 3,000 fake CIFAKE training images."""
+    import numpy as np
+    import torch
+
+    from bench.detector import build_detector
+    from bench.recipe import Recipe
+    from bench.training import seed_everything, train_detector
+
+    real = cifake.load("cifake-real-train").images[:3000]
+    fake = cifake.load("cifake-sd14-train").images[:3000]
+    seed_everything(0)
+    detector = build_detector("cifake-cnn")
+    result = train_detector(detector, np.concatenate([real, fake]), np.r_[np.zeros(3000, int), np.ones(3000, int)],
+                            Recipe(epochs=3), seed=0, device=torch.device("cpu"), progress=False)
+    return detector.eval(), result.threshold
