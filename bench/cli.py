@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from bench import __version__
+from bench.attribution import ATTRIBUTIONS
 from bench.audit import audit, render_report
 from bench.audit import deduplicate as deduplicate_source
 from bench.detector import DETECTORS
@@ -66,7 +67,9 @@ def main(verbose: bool) -> None:
 
 
 @main.command("list")
-@click.argument("kind", type=click.Choice(["detectors", "generators", "perturbations", "suites", "sources"]))
+@click.argument(
+    "kind", type=click.Choice(["detectors", "generators", "perturbations", "attributions", "suites", "sources"])
+)
 @click.argument("pattern", default="*")
 @data_dir_option
 @friendly_errors
@@ -82,7 +85,8 @@ def list_command(kind: str, pattern: str, data_dir: Path) -> None:
                 click.echo(f"{name}\t{m.label}\t{m.split}\t{m.count}\t{m.sha256[:12]}")
         return
     else:
-        registry = {"detectors": DETECTORS, "generators": GENERATORS, "perturbations": PERTURBATIONS}[kind]
+        registry = {"detectors": DETECTORS, "generators": GENERATORS, "perturbations": PERTURBATIONS,
+                    "attributions": ATTRIBUTIONS}[kind]
         names = registry.names(pattern)
         for broken, reason in registry.broken.items():
             click.echo(f"warning: plugin {broken!r} failed to load: {reason}", err=True)
