@@ -29,9 +29,11 @@ import torchvision.transforms.v2.functional as TF
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import rankdata
+from tqdm.auto import tqdm
 
 from bench.detector import Detector
 from bench.registry import Registry
+from bench.training import no_bars
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
@@ -206,6 +208,7 @@ def explain(
     device: torch.device,
     resamples: int = 1000,
     level: float = 0.95,
+    progress: bool | None = False,
 ) -> tuple[dict, bytes]:
     """Explain ``real`` and ``fake`` uint8 images with every method of ``settings``; return scores and a PNG.
 
@@ -222,7 +225,8 @@ def explain(
     random_threshold = float(random_logits.median())  # random weights have no validated threshold
     random_signs = torch.where(random_logits >= random_threshold, 1.0, -1.0)
     scores, drawn = {}, {}
-    for name in settings.methods:
+    for name in tqdm(settings.methods, desc=f"{detector.spec.name} attributions", unit="method", leave=False,
+                     disable=no_bars(progress)):
         method = ATTRIBUTIONS.get(name)
         maps = _in_batches(lambda x, s, m=method: m(detector, x, s, settings).detach(), images, signs)
         random_maps = _in_batches(lambda x, s, m=method: m(randomised, x, s, settings).detach(), images, random_signs)

@@ -379,7 +379,7 @@ class Runner:
             randomised = build_detector(cell.job.entry.name, **cell.job.entry.kwargs)
         section, picture = explain(
             detector, randomised, real.images[: settings.images], fake.images[: settings.images],
-            training["threshold"], settings, self.device, suite.bootstrap, suite.ci_level,
+            training["threshold"], settings, self.device, suite.bootstrap, suite.ci_level, self.progress,
         )
         figure = Path("figures") / f"{cell.key}.png"
         write_atomic(self.results_dir / figure, picture)
