@@ -349,6 +349,7 @@ class Runner:
         return {
             "key": cell.key,
             "suite": suite.name,
+            "suite_config": suite.model_dump(mode="json"),  # with command-line overrides: enough to re-run it
             "detector": cell.job.entry.name,
             "detector_kwargs": cell.job.entry.kwargs,
             "train": {"name": cell.job.train_name,

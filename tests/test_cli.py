@@ -18,7 +18,7 @@ def test_list_detectors_with_a_wildcard():
     assert result.output.split() == ["alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "resnet50", "vit-tiny"]
     assert invoke("list", "detectors", "*cnn").output.split() == ["cifake-cnn"]
     assert "smoke" in invoke("list", "suites").output.split()
-    assert invoke("list", "perturbations").output.split() == ["blur", "clean", "jpeg", "noise", "resize"]
+    assert invoke("list", "perturbations").output.split() == ["blur", "clean", "fgsm", "jpeg", "noise", "pgd", "resize"]
 
 
 @pytest.mark.parametrize(
