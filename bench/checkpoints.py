@@ -1,8 +1,9 @@
 """Checkpoints: safetensors weights plus a JSON sidecar, cached by content key and checked on load.
 
-``<data_dir>/checkpoints/<key>.safetensors`` holds the weights (never a pickle); ``<key>.json`` holds
-the sha256 of that file and what training measured (threshold, validation metrics, history). The JSON is
-written last, so a checkpoint without it was interrupted and does not count.
+``<data_dir>/checkpoints/<key>.safetensors`` holds a detector's weights (never a pickle); ``<key>.json``
+holds the sha256 of that file and what training measured (threshold, validation metrics, history). The JSON
+is written last, so a checkpoint without it was interrupted and does not count. Trained generators use the
+same layout under ``<data_dir>/generators``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A cached trained detector: its key, weights file and training information."""
+    """A cached trained model: its key, weights file and training information."""
 
     key: str
     path: Path
@@ -35,10 +36,10 @@ class Checkpoint:
 
 
 class CheckpointStore:
-    """Checkpoints under ``<data_dir>/checkpoints``."""
+    """Checkpoints under ``<data_dir>/<folder>`` (``checkpoints`` for detectors, ``generators`` for generators)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir) / "checkpoints"
+    def __init__(self, data_dir: Path, folder: str = "checkpoints") -> None:
+        self.root = Path(data_dir) / folder
 
     def get(self, key: str) -> Checkpoint | None:
         """The checkpoint for ``key``, or None if absent or corrupt (a corrupt one is set aside and logged)."""

@@ -10,25 +10,31 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+import yaml
 
 from bench import __version__
 from bench.attribution import ATTRIBUTIONS
 from bench.audit import audit, render_report
 from bench.audit import deduplicate as deduplicate_source
 from bench.detector import DETECTORS
+from bench.diff import diff_records
 from bench.files import write_atomic
-from bench.generator import GENERATORS
+from bench.generator import GENERATORS, generate_source
 from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
 from bench.leaderboard import write_leaderboard
 from bench.perturbations import PERTURBATIONS
+from bench.preview import save_grid
 from bench.provenance import stamp
+from bench.records import RecordError, load_records
 from bench.registry import UnknownPluginError
 from bench.runner import Runner
+from bench.scaffold import ScaffoldError, new_detector
 from bench.sources import LABELS, SourceError, SourceStore
 from bench.suite import SuiteError, load_suite, suite_names
+from bench.verify import verify as verify_records
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "bench"
-EXPECTED_ERRORS = (SourceError, SuiteError, UnknownPluginError, FileNotFoundError)
+EXPECTED_ERRORS = (SourceError, SuiteError, UnknownPluginError, FileNotFoundError, RecordError, ScaffoldError)
 
 
 def friendly_errors(command):
@@ -241,15 +247,164 @@ def run(
     click.echo(summary.leaderboard["markdown"])
 
 
-@main.command()
+@main.group()
+def leaderboard() -> None:
+    """Render leaderboards from result records, and compare two sets of records."""
+
+
+@leaderboard.command("render")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--title", help="Leaderboard title (default: the suite named in the records).")
 @friendly_errors
-def leaderboard(directory: Path, title: str | None) -> None:
-    """Re-render DIRECTORY/leaderboard.md and .csv from the records in DIRECTORY/records/."""
-    paths = sorted((directory / "records").glob("*.json"))
-    if not paths:
+def leaderboard_render(directory: Path, title: str | None) -> None:
+    """Re-render DIRECTORY/leaderboard.{md,csv,json,html} from the records in DIRECTORY/records/."""
+    records = list(load_records(directory).values())
+    if not records:
         raise click.ClickException(f"no records in {directory / 'records'}: run a suite first")
-    records = [json.loads(p.read_text()) for p in paths]
-    out = write_leaderboard(records, directory, title or records[0]["suite"])
+    description = records[0].get("suite_config", {}).get("description", "")
+    out = write_leaderboard(records, directory, title or records[0]["suite"], description)
     click.echo(out["markdown"])
+
+
+@leaderboard.command("diff")
+@click.argument("old", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Largest real drop of a metric that is not a regression (0.01: one point of accuracy).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Markdown report here instead of printing it.")
+@friendly_errors
+def leaderboard_diff(old: Path, new: Path, tolerance: float, output: Path | None) -> None:
+    """Compare the records of the results folders OLD and NEW cell by cell, as Markdown.
+
+    Cells are matched by detector, training set, test source, perturbation and seed. A change is real
+    when the old and new confidence intervals do not overlap. Exits with status 1 when a metric got worse
+    by more than --tolerance and the change is real.
+    """
+    result = diff_records(load_records(old), load_records(new), tolerance)
+    report = result.markdown(str(old), str(new))
+    if output:
+        write_atomic(output, report.encode())
+    else:
+        click.echo(report, nl=False)
+    if result.regressions:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directories", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--limit", type=click.IntRange(min=10),
+              help="Re-measure on at most N test images per source; compare with the published intervals.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Allowed distance from the published value (with --limit: from its interval).")
+@click.option("--detectors", "detector_pattern", help="Only records of detectors matching comma-separated wildcards.")
+@data_dir_option
+@data_root_option
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")
+@friendly_errors
+def verify(
+    directories: tuple[Path, ...],
+    limit: int | None,
+    tolerance: float,
+    detector_pattern: str | None,
+    data_dir: Path,
+    data_root: Path | None,
+    device: str,
+    progress: bool | None,
+) -> None:
+    """Re-measure the published records in DIRECTORIES (default: every results/*/ folder) and compare.
+
+    Each record's suite is rebuilt from the record, restricted to its detector, and run again in a
+    temporary folder against --data-dir (cached checkpoints are reused). Prints a report of every number
+    that drifted by more than --tolerance and exits with status 1; prints nothing when all agree.
+    """
+    folders = list(directories) or sorted(p.parent for p in Path("results").glob("*/records"))
+    if not folders:
+        raise click.ClickException("no results folders given and none with records/ under results/")
+    result = verify_records(folders, data_dir, data_root, tolerance, limit, detector_pattern, device, progress)
+    logging.getLogger(__name__).info("%s", result.summary())
+    if not result.records:
+        raise click.ClickException(f"no records of detectors matching {detector_pattern!r} in {folders}")
+    if not result.ok:
+        click.echo(result.markdown(), nl=False)
+        raise SystemExit(1)
+
+
+@main.group()
+def new() -> None:
+    """Create plugin packages from templates."""
+
+
+@new.command("detector")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder in which the package folder bench-NAME is created.")
+@friendly_errors
+def new_detector_command(name: str, directory: Path) -> None:
+    """Create bench-NAME/, a pip-installable package adding the detector NAME (prints its path).
+
+    It holds a pyproject.toml with the bench.detectors entry point, a module with the registered model
+    factory to edit, a suite running it beside LeNet, and a README on installing, running and submitting.
+    """
+    click.echo(new_detector(name, directory))
+
+
+def parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    """``key=value`` pairs as a dict, each value read as YAML (``8``, ``[8, 16]``, ``null``, ``ddim``)."""
+    settings = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", ctx=ctx, param=param)
+        try:
+            settings[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{item!r}: the value is not valid YAML ({exc})", ctx=ctx, param=param) from None
+    return settings
+
+
+@main.command()
+@click.argument("generator")
+@click.option("--train-source", help="Cached real source to train on (not needed for pretrained weights).")
+@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of images to generate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for training and sampling.")
+@click.option("--name", required=True, help="Name of the new fake source, e.g. dcgan-cifar10.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test"]))
+@click.option("--set", "settings", multiple=True, callback=parse_settings, metavar="KEY=VALUE",
+              help="Generator setting (repeatable), value read as YAML, e.g. --set epochs=5 --set sampler=dpm.")
+@data_dir_option
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")
+@friendly_errors
+def generate(
+    generator: str,
+    train_source: str | None,
+    count: int,
+    seed: int,
+    name: str,
+    split: str,
+    settings: dict,
+    data_dir: Path,
+    progress: bool | None,
+) -> None:
+    """Train GENERATOR (unless cached or pretrained), sample COUNT images and store them as a fake source.
+
+    `bench list generators` names the generators. Rerunning with the same settings reuses the cached model
+    and source.
+    """
+    manifest = generate_source(data_dir, generator, settings, train_source, count, seed, name, split, progress)
+    click.echo(f"{manifest.name}: {manifest.count} images, sha256 {manifest.sha256[:12]}")
+
+
+@main.command()
+@click.argument("source")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
+@click.option("--count", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images shown.")
+@click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Enlargement factor.")
+@data_dir_option
+@friendly_errors
+def show(source: str, out: Path, count: int, scale: int, data_dir: Path) -> None:
+    """Write a PNG grid of the first images of the cached SOURCE, enlarged so that they can be looked at."""
+    images = SourceStore(data_dir).load(source).images[:count]
+    save_grid(images, out, scale)
+    click.echo(f"{out}: {len(images)} images of {source}")

@@ -11,21 +11,19 @@ a fraction of 8-bit levels, e.g. ``"8/255"``.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchattacks
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
 from torch import nn
 
 from bench.detector import Detector
+from bench.encoding import jpeg_roundtrip
 from bench.registry import Registry
 
 
@@ -61,13 +59,8 @@ def jpeg(
     """Re-encode each image as a Pillow JPEG at ``quality`` (1-95) and decode it again."""
     if not 1 <= quality <= 95:
         raise ValueError(f"jpeg quality must be in 1..95, got {quality}")
-    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    out = np.empty_like(pixels)
-    for i, image in enumerate(pixels):
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, "JPEG", quality=quality)
-        out[i] = np.asarray(Image.open(buffer).convert("RGB"))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return torch.from_numpy(jpeg_roundtrip(pixels, quality)).to(images.device, images.dtype) / 255
 
 
 @register_perturbation("blur")

@@ -86,6 +86,27 @@ def describe_hardware(info: dict) -> str:
     return f"{info['device']}: {info['cpu']} ({info['cpu_cores']} cores)"
 
 
+def summarise_provenance(records: list[dict]) -> dict[str, list[str]]:
+    """What produced ``records``, for leaderboard headers: the distinct values of each provenance field, sorted.
+
+    Keys: ``trained_on`` and ``scored_on`` (hardware), ``commands``, ``commits`` (with " (dirty)" where the
+    code had uncommitted changes), ``versions`` (torch, timm, scikit-learn), ``seeds`` and ``bootstrap``
+    (resamples per interval).
+    """
+    stamps = [r["provenance"] for r in records]
+    return {
+        "trained_on": sorted({describe_hardware(r["training"]["trained_on"]) for r in records}),
+        "scored_on": sorted({describe_hardware(p["hardware"]) for p in stamps}),
+        "commands": sorted({p["command"] for p in stamps}),
+        "commits": sorted({f"{p['git']['commit'] or 'unknown'}{' (dirty)' if p['git']['dirty'] else ''}"
+                           for p in stamps}),
+        "versions": sorted({", ".join(f"{name} {p['versions'][name]}" for name in ("torch", "timm", "scikit-learn"))
+                            for p in stamps}),
+        "seeds": [str(s) for s in sorted({r["seed"] for r in records})],
+        "bootstrap": [str(n) for n in sorted({r["bootstrap"]["resamples"] for r in records})],
+    }
+
+
 def command_line() -> str:
     """The command that is running, as a user would type it (``bench ...`` for the CLI)."""
     if Path(sys.argv[0]).name in ("bench", "__main__.py"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +24,9 @@ from bench.attribution import explain
 from bench.audit import pixel_digests
 from bench.checkpoints import Checkpoint, CheckpointStore
 from bench.detector import DETECTORS, Detector, build_detector
+from bench.encoding import Encoding, apply_encoding
 from bench.files import file_sha256, write_atomic
+from bench.generator import generate_source
 from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
 from bench.leaderboard import write_leaderboard
 from bench.metrics import evaluate, evasion_rate
@@ -117,13 +120,17 @@ class Runner:
         self.sources = SourceStore(self.data_dir)
         self.checkpoints = CheckpointStore(self.data_dir)
         self._loaded: dict[str, Source] = {}  # each source is loaded and hash-checked once per runner
+        self._encoded: dict[tuple[str, str], tuple[np.ndarray, str]] = {}
 
     # ---- data -------------------------------------------------------------------------------
-    def source(self, name: str, spec: SourceSpec) -> Source:
-        """The cached source ``name``, imported first if it is not cached yet."""
+    def source(self, name: str, specs: Mapping[str, SourceSpec]) -> Source:
+        """The cached source ``name`` as ``specs[name]`` declares it, imported or generated first if needed."""
         if name in self._loaded:
             return self._loaded[name]
-        if not self.sources.exists(name):
+        spec = specs[name]
+        if spec.importer == "generator":
+            self._generate(name, spec, specs)
+        elif not self.sources.exists(name):
             self._import(name, spec)
         source = self.sources.load(name)
         manifest = source.manifest
@@ -137,6 +144,19 @@ class Runner:
             )
         self._loaded[name] = source
         return source
+
+    def _generate(self, name: str, spec: SourceSpec, specs: Mapping[str, SourceSpec]) -> None:
+        """Train (if not cached) and sample the generator a source names; cached by content key."""
+        train_source = self.source(spec.train_source, specs).name if spec.train_source else None
+        generate_source(self.data_dir, spec.generator, spec.config, train_source, spec.count, spec.seed, name,
+                        split=spec.split, progress=self.progress)
+
+    def encoded(self, source: Source, encoding: Encoding) -> tuple[np.ndarray, str]:
+        """A source's pixels under the suite's encoding, and what was done to them (computed once)."""
+        key = (source.manifest.sha256, encoding.describe())
+        if key not in self._encoded:
+            self._encoded[key] = apply_encoding(source.images, source.manifest.encoding, encoding)
+        return self._encoded[key]
 
     def _import(self, name: str, spec: SourceSpec) -> None:
         if spec.importer == "cached":
@@ -159,28 +179,32 @@ class Runner:
     def subset(self, suite: Suite, names: list[str], limit: int | None, exclude: frozenset = frozenset()) -> Subset:
         """Up to ``limit`` images drawn without replacement (seeded by the suite's data seed) from ``names``.
 
-        With ``suite.deduplicate``, exact repeats within the sources are dropped first (keeping the first
-        copy), and so is every image whose pixels occur in ``exclude`` (the training images, for test data).
+        Each source is first put through the suite's encoding. With several sources, the limit is shared
+        equally among them (each gives at most what it has). With ``suite.deduplicate``, exact repeats are
+        dropped first (keeping the first copy), and so is every image whose pixels occur in ``exclude``
+        (the training images, for test data).
         """
-        loaded = [self.source(n, suite.sources[n]) for n in names]
-        images = np.concatenate([s.images for s in loaded]) if len(loaded) > 1 else np.asarray(loaded[0].images)
-        removed = 0
-        if suite.deduplicate:
-            seen = set(exclude)
-            keep = []
-            for i, digest in enumerate(pixel_digests(images)):
-                if digest in seen:
-                    continue
-                seen.add(digest)
-                keep.append(i)
-            removed = len(images) - len(keep)
-            images = images[keep]
-        if limit is not None and limit < len(images):
-            rng = np.random.default_rng(suite.data_seed)
-            images = images[np.sort(rng.choice(len(images), limit, replace=False))]
-        described = [{"name": s.name, "sha256": s.manifest.sha256, "count": s.manifest.count,
-                      "encoding": s.manifest.encoding} for s in loaded]
-        return Subset(np.ascontiguousarray(images), described, content_hash(images), removed)
+        loaded = [self.source(n, suite.sources) for n in names]
+        seen, parts, described, removed = set(exclude), [], [], 0
+        rng = np.random.default_rng(suite.data_seed)
+        for i, source in enumerate(loaded):
+            images, encoded = self.encoded(source, suite.encoding)
+            if suite.deduplicate:
+                keep = []
+                for j, digest in enumerate(pixel_digests(images)):
+                    if digest not in seen:
+                        seen.add(digest)
+                        keep.append(j)
+                removed += len(images) - len(keep)
+                images = images[keep]
+            quota = None if limit is None else limit // len(loaded) + (i < limit % len(loaded))
+            if quota is not None and quota < len(images):
+                images = images[np.sort(rng.choice(len(images), quota, replace=False))]
+            parts.append(np.asarray(images))
+            described.append({"name": source.name, "sha256": source.manifest.sha256, "count": source.manifest.count,
+                              "encoding": source.manifest.encoding, "encoded": encoded, "drawn": len(images)})
+        images = np.ascontiguousarray(np.concatenate(parts))
+        return Subset(images, described, content_hash(images), removed)
 
     # ---- planning -----------------------------------------------------------------------------
     def plan(self, suite: Suite) -> tuple[list[Job], dict[str, tuple[Subset, Subset]], dict[str, Subset]]:
@@ -192,7 +216,7 @@ class Runner:
         if suite.deduplicate:
             names = sorted({n for t in suite.train for n in [*t.real, *t.fake]})
             training_images = frozenset(
-                d for n in names for d in pixel_digests(self.source(n, suite.sources[n]).images)
+                d for n in names for d in pixel_digests(self.encoded(self.source(n, suite.sources), suite.encoding)[0])
             )
         test_data = {name: self.subset(suite, [name], suite.test.limit, exclude=training_images)
                      for name in [suite.test.real, *suite.test_fakes()]}
@@ -361,6 +385,7 @@ class Runner:
             "perturbation": cell.perturbation.model_dump() | {"label": cell.perturbation.label},
             "seed": cell.job.seed,
             "data_seed": suite.data_seed,
+            "encoding": suite.encoding.describe(),  # applied to every source, real and fake alike
             "test_images_in_training": {  # exact pixel copies; `bench data audit` also finds near copies
                 "real": real.copies_in(train_real) + real.copies_in(train_fake),
                 "fake": fake.copies_in(train_real) + fake.copies_in(train_fake),

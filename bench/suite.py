@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.attribution import ATTRIBUTIONS, AttributionSettings
 from bench.detector import DETECTORS
+from bench.encoding import Encoding
+from bench.generator import GENERATORS
 from bench.perturbations import PERTURBATIONS
 from bench.recipe import Recipe
 from bench.registry import Registry, UnknownPluginError
@@ -43,21 +45,42 @@ class Strict(BaseModel):
 
 
 class SourceSpec(Strict):
-    """How to obtain one source: which importer, from where (relative to the data root), with which label."""
+    """How to obtain one source: which importer, from where (relative to the data root), with which label.
 
-    importer: Literal["cifake", "folder", "npz", "cached"] = Field(
-        description="cached: a source already in the cache, e.g. made by `bench data audit --deduplicate`"
+    The ``generator`` importer trains a registered generator on the real source ``train_source`` (unless
+    its ``config`` names pretrained weights) and samples ``count`` images with ``seed``.
+    """
+
+    importer: Literal["cifake", "folder", "npz", "cached", "generator"] = Field(
+        description="cached: a source already in the cache, e.g. made by `bench data audit --deduplicate`; "
+        "generator: images sampled from a generator plugin"
     )
     label: Label
     split: Literal["train", "test"] = "test"
     path: str | None = Field(None, description="file or folder under the data root (folder and npz importers)")
     key: str = Field("images", description="array name inside an .npz file")
     skip_bad: bool = False
+    generator: str | None = Field(None, description="generator plugin (`bench list generators`)")
+    config: dict[str, Any] = Field({}, description="generator settings, e.g. {epochs: 5}")
+    train_source: str | None = Field(None, description="declared real source the generator is trained on")
+    count: int | None = Field(None, ge=1, description="images to sample")
+    seed: int = Field(0, description="seed of the generator's training and sampling")
 
     @model_validator(mode="after")
-    def _path_required(self) -> SourceSpec:
+    def _importer_fields(self) -> SourceSpec:
         if self.importer in ("folder", "npz") and not self.path:
             raise ValueError(f"the {self.importer} importer needs 'path' (relative to the data root)")
+        generating = {"generator": self.generator, "config": self.config, "train_source": self.train_source,
+                      "count": self.count}
+        if self.importer == "generator":
+            if self.generator is None or self.count is None:
+                raise ValueError("the generator importer needs 'generator' and 'count'")
+            _registered(GENERATORS, self.generator)
+            if self.label != "fake":
+                raise ValueError("a generated source is labelled 'fake'")
+        elif any(generating.values()):
+            used = ", ".join(k for k, v in generating.items() if v)
+            raise ValueError(f"{used}: only the generator importer takes these keys")
         return self
 
 
@@ -157,6 +180,9 @@ class Suite(Strict):
     deduplicate: bool = Field(
         True, description="drop exact repeats within sources and test images whose pixels occur in training sources"
     )
+    encoding: Encoding = Field(
+        Encoding(), description="file encoding applied to every source, real and fake alike (bench.encoding)"
+    )
     attribution: AttributionSettings | None = Field(
         None, description="explain and score the detectors on the clean test images (bench.attribution)"
     )
@@ -192,6 +218,9 @@ class Suite(Strict):
                     if self.sources[name].split != "train":
                         raise ValueError(f"train '{train.name}': source {name!r} has split "
                                          f"'{self.sources[name].split}'; training uses split 'train' only")
+        for name, spec in self.sources.items():
+            if spec.train_source is not None:
+                self._check_source(spec.train_source, "real", f"sources.{name}.train_source", declared)
         self._check_source(self.test.real, "real", "test real", declared)
         if not self.test_fakes():
             raise ValueError(f"test fake {self.test.fake} matches no declared fake test source ({declared})")

@@ -24,7 +24,8 @@ def test_list_detectors_with_a_wildcard():
 @pytest.mark.parametrize(
     "command",
     [[], ["list"], ["run"], ["data"], ["data", "import"], ["data", "import", "cifake"], ["data", "import", "folder"],
-     ["data", "import", "npz"], ["data", "show"], ["leaderboard"]],
+     ["data", "import", "npz"], ["data", "show"], ["leaderboard"], ["leaderboard", "render"], ["leaderboard", "diff"],
+     ["verify"], ["new"], ["new", "detector"]],
 )
 def test_help_everywhere(command):
     result = invoke(*command, "--help")

@@ -55,7 +55,7 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
     [
         ("name: lenet,", "name: lenett,", "detectors.0.name: unknown detector 'lenett'. Did you mean 'lenet'"),
         ("limit: 100}", "limit: -5}", "train.0.limit: Input should be greater than or equal to 10 (got -5)"),
-        ("importer: folder", "importer: zip", "'cifake', 'folder', 'npz' or 'cached' (got 'zip')"),
+        ("importer: folder", "importer: zip", "'cifake', 'folder', 'npz', 'cached' or 'generator' (got 'zip')"),
         ("fake: [\"*\"]", "fake: [nothing*]", "matches no declared fake test source"),
         ("real: [cifake-real-train]", "real: [cifake-sd14-train]", "labelled 'fake', expected 'real'"),
         ("real: cifake-real-test", "real: cifake-real-train", "used for both training and testing"),
@@ -64,6 +64,12 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
         ("limit: 100}", "limit: 100, limits: 5}", "train.0.limits: unknown key; allowed: name, real, fake, limit"),
         ("path: x, ", "path: x, labels: 1, ", "sources.other-fakes.labels: unknown key; allowed: importer, label"),
         ("path: x, ", "", "the folder importer needs 'path'"),
+        ("importer: folder, path: x,", "importer: generator, generator: dcganz, count: 5,",
+         "unknown generator 'dcganz'"),
+        ("importer: folder, path: x,", "importer: generator, generator: dcgan,", "needs 'generator' and 'count'"),
+        ("path: x, ", "path: x, count: 5, ", "count: only the generator importer takes these keys"),
+        ("importer: folder, path: x,", "importer: generator, generator: dcgan, count: 5, train_source: nope,",
+         "sources.other-fakes.train_source: source 'nope' is not declared"),
     ],
 )
 def test_malformed_suites_name_the_problem(tmp_path, old, new, expected):

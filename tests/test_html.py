@@ -1,0 +1,113 @@
+"""The HTML leaderboard, rendered from the published smoke records and opened in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "smoke" / "records"
+
+
+class Tables(HTMLParser):
+    """The sortable tables of a page: each header's key and aria-sort, each body row's cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[dict] = []
+        self.images: list[str] = []
+        self._cell: list[str] | None = None
+        self._body = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "table":
+            self.tables.append({"headers": [], "rows": []})
+        elif tag == "th":
+            self.tables[-1]["headers"].append((attributes.get("data-key"), attributes.get("aria-sort")))
+        elif tag == "tbody":
+            self._body = True
+        elif tag == "tr" and self._body:
+            self.tables[-1]["rows"].append([])
+        elif tag == "td" and self._body:
+            self._cell = []
+        elif tag == "img":
+            self.images.append(attributes["src"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.tables[-1]["rows"][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tbody":
+            self._body = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def chromium(profile: Path, *args: str) -> str:
+    """Run headless Chromium (installed by `apt-get install chromium`, as .ci/run does); return its stdout."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("headless Chromium is needed to check the HTML leaderboard: apt-get install -y chromium")
+    command = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """A results folder holding the published smoke records, rendered with `bench leaderboard render`."""
+    folder = tmp_path_factory.mktemp("board")
+    shutil.copytree(PUBLISHED, folder / "records")
+    result = CliRunner().invoke(main, ["leaderboard", "render", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder, [json.loads(p.read_text()) for p in sorted((folder / "records").glob("*.json"))]
+
+
+def test_render_writes_json_rows_and_a_page_linking_every_record(board):
+    folder, records = board
+    rows = json.loads((folder / "leaderboard.json").read_text())
+    assert len(rows) == len(records)
+    assert {row["record"] for row in rows} == {f"records/{r['key']}.json" for r in records}
+    assert all(isinstance(row["roc_auc"], float) for row in rows)
+    page = (folder / "leaderboard.html").read_text()
+    for record in records:
+        assert f'href="records/{record["key"]}.json"' in page
+    assert "<script src" not in page and "http" not in page.split("<script>")[1]  # no CDN, nothing to fetch
+    assert "Git commit" in page and records[0]["provenance"]["command"] in page
+
+
+def test_page_renders_sorts_and_shows_figures_in_headless_chromium(board, tmp_path):
+    folder, records = board
+    url = (folder / "leaderboard.html").as_uri()
+    dom = chromium(tmp_path / "profile", "--dump-dom", f"{url}#sort=roc_auc:asc")
+    parsed = Tables()
+    parsed.feed(dom)
+
+    rows = [row for table in parsed.tables for row in table["rows"]]
+    assert len(rows) == len(records)
+    assert {row[0] for row in rows} == {r["detector"] for r in records}
+    for table in parsed.tables:
+        sort_state = dict(table["headers"])
+        assert sort_state.pop("roc_auc") == "ascending"  # the script ran and sorted by the column in the URL
+        assert set(sort_state.values()) == {"none"}
+        auc = [k for k, _ in table["headers"]].index("roc_auc")
+        values = [float(row[auc].split()[0]) for row in table["rows"]]
+        assert values == sorted(values)
+        assert all("[" in row[auc] for row in table["rows"])  # each number with its interval
+    figures = sorted(f"figures/{p.name}" for p in (folder / "figures").glob("*.png"))
+    assert figures and parsed.images == figures
+
+    picture = tmp_path / "leaderboard.png"
+    chromium(tmp_path / "profile", f"--screenshot={picture}", "--window-size=1400,1800", url)
+    assert picture.read_bytes().startswith(b"\x89PNG")
