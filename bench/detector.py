@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ class DetectorSpec:
 
     ``factory(**kwargs)`` returns an ``nn.Module`` taking normalised (B, 3, H, W) images and returning
     (B, 1) or (B,) logits, "fake" positive. Normalisation is applied by :class:`Detector`, so attacks and
-    attributions work on pixel values in [0, 1].
+    attributions work on pixel values in [0, 1]. A factory that accepts ``num_classes`` (as timm's do)
+    can also be trained for source attribution, returning (B, num_classes) logits.
     """
 
     name: str
@@ -67,27 +69,50 @@ def register_detector(
 
 
 class Detector(nn.Module):
-    """A detector model with its normalisation inside: input pixels in [0, 1], output (B,) logits."""
+    """A detector model with its normalisation inside: input pixels in [0, 1], output (B,) "fake" logits.
 
-    def __init__(self, spec: DetectorSpec, model: nn.Module) -> None:
+    With ``classes`` (source attribution: class 0 is real, the others are the fake sources) the model has
+    one output per class; the "fake" logit is then the log-odds of "not real",
+    ``logsumexp(z[1:]) - z[0]``, so detection metrics, attacks and attributions work unchanged.
+    """
+
+    def __init__(self, spec: DetectorSpec, model: nn.Module, classes: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.spec = spec
         self.model = model
+        self.classes = classes
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
 
+    def class_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, number of classes) logits of a source-attribution model."""
+        return self.model((images - self.mean) / self.std).reshape(images.shape[0], max(len(self.classes), 1))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.model((images - self.mean) / self.std)
-        return logits.reshape(images.shape[0])
+        logits = self.class_logits(images)
+        if not self.classes:
+            return logits[:, 0]
+        return torch.logsumexp(logits[:, 1:].float(), dim=1) - logits[:, 0].float()
 
 
-def build_detector(name: str, pretrained: str | Path | None = None, **kwargs) -> Detector:
-    """Build a registered detector by name; ``pretrained`` is an optional local safetensors file."""
+def build_detector(
+    name: str, pretrained: str | Path | None = None, classes: tuple[str, ...] = (), **kwargs
+) -> Detector:
+    """Build a registered detector by name; ``pretrained`` is an optional local safetensors file.
+
+    ``classes`` (real first, then the fake sources) builds a source-attribution model with one output
+    per class, for factories that accept ``num_classes``.
+    """
     spec = DETECTORS.get(name)
+    if classes:
+        if "num_classes" not in inspect.signature(spec.factory).parameters:
+            raise ValueError(f"detector {name!r} cannot attribute sources: its factory takes no 'num_classes' "
+                             "argument; train it without source attribution")
+        kwargs = {**kwargs, "num_classes": len(classes)}
     model = spec.factory(**kwargs)
     if pretrained is not None:
         load_pretrained(model, Path(pretrained))
-    return Detector(spec, model)
+    return Detector(spec, model, tuple(classes))
 
 
 def load_pretrained(model: nn.Module, path: Path) -> list[str]:

@@ -33,8 +33,8 @@ def robustness_curves(frame: pd.DataFrame, metric: str, label: str, title: str) 
     clean = frame[frame["family"] == "clean"]
     detectors = list(dict.fromkeys(frame["detector"]))
     colours = dict(zip(detectors, plt.cm.tab10(np.linspace(0, 1, 10))[: len(detectors)], strict=False))
-    figure, axes = plt.subplots(1, max(len(families), 1), figsize=(3.6 * max(len(families), 1), 3.2),
-                                squeeze=False, sharey=True)
+    figure, axes = plt.subplots(1, max(len(families), 1), figsize=(3.6 * max(len(families), 1), 3.4),
+                                squeeze=False, sharey=True, layout="constrained")
     for axis, family in zip(axes[0], families, strict=False):
         rows = frame[frame["family"] == family].sort_values("level_order")
         levels = list(dict.fromkeys(rows["level"]))

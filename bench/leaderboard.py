@@ -209,6 +209,30 @@ def _attribution_section(records: list[dict]) -> list[str]:
     return [*lines, pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
+def _source_attribution_section(records: list[dict]) -> list[str]:
+    attributed = [r for r in records if "source_attribution" in r and r["perturbation"]["name"] == "clean"]
+    if not attributed:
+        return []
+    lines = ["## Source attribution", "",
+             "Detectors trained with one class per training source: the share of each test source's images given "
+             "each class (rows: true source, columns: predicted class; clean test images).", ""]
+    jobs: dict[tuple, list[dict]] = {}
+    for r in attributed:
+        jobs.setdefault((r["detector"], r["train"]["name"], r["seed"]), []).append(r)
+    for (detector, trained_on, seed), group in sorted(jobs.items()):
+        classes = group[0]["source_attribution"]["classes"]
+        rows = {}
+        for r in sorted(group, key=lambda r: r["test"]["name"]):
+            for source, counts in r["source_attribution"]["predicted"].items():
+                name = f"{r['test']['real']['sources'][0]['name']} (real)" if source == "real" else source
+                total = sum(counts.values())
+                rows[name] = {"Test source": name, "Images": total,
+                              **{c: f"{counts[c] / total:.1%}" for c in classes}}
+        lines += [f"### {detector} trained on {trained_on} (seed {seed})", "",
+                  pd.DataFrame(list(rows.values())).to_markdown(index=False), ""]
+    return lines
+
+
 def _cell_tables(frame: pd.DataFrame) -> list[str]:
     lines = ["## Every cell", ""]
     for (trained_on, tested_on), group in frame.groupby(["trained_on", "tested_on"], sort=True):
@@ -258,7 +282,8 @@ def render_markdown(records: list[dict], title: str, description: str = "") -> s
         f"- Seeds: {', '.join(made['seeds'])}; bootstrap resamples: {', '.join(made['bootstrap'])}",
         "",
     ]
-    lines += _matrix_section(frame) + _robustness_section(frame) + _attribution_section(records)
+    lines += _matrix_section(frame) + _source_attribution_section(records) + _robustness_section(frame)
+    lines += _attribution_section(records)
     lines += _cell_tables(frame)
     return "\n".join(lines)
 

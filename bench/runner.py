@@ -35,7 +35,7 @@ from bench.provenance import content_key, hardware, stamp
 from bench.recipe import Recipe
 from bench.sources import Source, SourceError, SourceStore, content_hash
 from bench.suite import DetectorEntry, PerturbationEntry, SourceSpec, Suite
-from bench.training import no_bars, pick_device, predict_logits, seed_everything, train_detector
+from bench.training import fake_logits, no_bars, pick_device, predict_logits, seed_everything, train_detector
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Job:
     seed: int
     candidates: list[tuple[Recipe, str]]
     key: str
+    classes: tuple[str, ...] = ()  # source attribution: "real", then the training fake sources
     cells: list[Cell] = field(default_factory=list)
 
 
@@ -99,6 +100,15 @@ class RunSummary:
     skipped: list[Path]
     leaderboard: dict[str, Path]
     records: list[dict]
+
+
+def source_attribution(classes: tuple[str, ...], test_fake: str, real: np.ndarray, fake: np.ndarray) -> dict:
+    """Which class a source-attribution detector assigns to the real and the fake test images (counts)."""
+    def counts(logits: np.ndarray) -> dict[str, int]:
+        predicted = np.bincount(logits.argmax(1), minlength=len(classes))
+        return {name: int(n) for name, n in zip(classes, predicted, strict=True)}
+
+    return {"classes": list(classes), "predicted": {"real": counts(real), test_fake: counts(fake)}}
 
 
 class Runner:
@@ -224,16 +234,17 @@ class Runner:
         for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
             real, fake = train_data[train.name]
             pretrained = file_sha256(Path(entry.pretrained)) if entry.pretrained else None
+            classes = ("real", *train.fake) if train.attribute_sources else ()
             candidates = []
             for recipe in self._grid(suite, entry):
                 key = content_key({
                     "detector": entry.name, "kwargs": entry.kwargs, "pretrained": pretrained,
                     "recipe": recipe.model_dump(mode="json"), "train_real": real.sha256, "train_fake": fake.sha256,
-                    "seed": seed, "version": TRAINING_VERSION,
+                    "seed": seed, "version": TRAINING_VERSION, **({"classes": classes} if classes else {}),
                 })
                 candidates.append((recipe, key))
             job_key = content_key({"candidates": [k for _, k in candidates], "selection": SELECTION_RULE})
-            job = Job(entry, train.name, seed, candidates, job_key)
+            job = Job(entry, train.name, seed, candidates, job_key, classes)
             for fake_name, perturbation in itertools.product(suite.test_fakes(), suite.perturbations):
                 measured = {
                     "job": job_key, "test_real": test_data[suite.test.real].sha256,
@@ -306,7 +317,7 @@ class Runner:
         best_recipe, best = max(
             results, key=lambda rc: (rc[1].info["val"]["balanced_accuracy"], -rc[1].info["val"]["loss"])
         )
-        detector = build_detector(job.entry.name, **job.entry.kwargs)
+        detector = build_detector(job.entry.name, classes=job.classes, **job.entry.kwargs)
         detector.model.load_state_dict(best.state_dict())
         training = {
             "checkpoint": best.key,
@@ -330,9 +341,14 @@ class Runner:
 
     def _train(self, job: Job, recipe: Recipe, key: str, real: Subset, fake: Subset) -> Checkpoint:
         seed_everything(job.seed)  # the initial weights are part of what the seed fixes
-        detector = build_detector(job.entry.name, pretrained=job.entry.pretrained, **job.entry.kwargs)
+        detector = build_detector(job.entry.name, pretrained=job.entry.pretrained, classes=job.classes,
+                                  **job.entry.kwargs)
         images = np.concatenate([real.images, fake.images])
-        labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
+        if job.classes:  # class k is the k-th fake source, in the order the subset drew them
+            fakes = np.concatenate([np.full(s["drawn"], k, int) for k, s in enumerate(fake.sources, start=1)])
+        else:
+            fakes = np.ones(fake.count, int)
+        labels = np.r_[np.zeros(real.count, int), fakes]
         result = train_detector(
             detector, images, labels, recipe, job.seed, self.device, self.progress,
             description=f"{job.entry.name} on {job.train_name}",
@@ -358,15 +374,19 @@ class Runner:
         logits_cache: dict[tuple[str, str], np.ndarray],
     ) -> dict:
         real, fake = test_data[suite.test.real], test_data[cell.test_fake]
-        scores = [
+        outputs = [
             self._logits(detector, subset, label, cell.perturbation, logits_cache)
             for subset, label in ((real, 0), (fake, 1))
         ]
+        scores = [fake_logits(o) if detector.classes else o for o in outputs]
         labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
         result = evaluate(labels, np.concatenate(scores), training["threshold"], suite.bootstrap, suite.ci_level)
         if cell.perturbation.name != "clean":
             clean = self._logits(detector, fake, 1, PerturbationEntry(name="clean"), logits_cache)
+            clean = fake_logits(clean) if detector.classes else clean
             result["metrics"]["evasion_rate"] = evasion_rate(clean, scores[1], training["threshold"], suite.ci_level)
+        if detector.classes:
+            result["source_attribution"] = source_attribution(detector.classes, cell.test_fake, *outputs)
         train_real, train_fake = train_data[cell.job.train_name]
         attribution = {"attribution": self._attribute(suite, cell, detector, training, real, fake)} \
             if self._explains(suite, cell.perturbation) else {}
@@ -402,7 +422,7 @@ class Runner:
         settings = suite.attribution
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cell.job.seed)  # the weights training started from: the randomisation reference
-            randomised = build_detector(cell.job.entry.name, **cell.job.entry.kwargs)
+            randomised = build_detector(cell.job.entry.name, classes=cell.job.classes, **cell.job.entry.kwargs)
         section, picture = explain(
             detector, randomised, real.images[: settings.images], fake.images[: settings.images],
             training["threshold"], settings, self.device, suite.bootstrap, suite.ci_level, self.progress,
@@ -419,7 +439,8 @@ class Runner:
         perturbation: PerturbationEntry,
         cache: dict[tuple[str, str], np.ndarray],
     ) -> np.ndarray:
-        """Logits of a perturbed test subset, computed once per job (reals are shared by all test pairs)."""
+        """Logits of a perturbed test subset, computed once per job (reals are shared by all test pairs);
+        per class for a source-attribution detector."""
         cache_key = (subset.sha256, perturbation.label)
         if cache_key not in cache:
             function = PERTURBATIONS.get(perturbation.name)
@@ -434,6 +455,6 @@ class Runner:
                 labels = torch.full((len(batch),), label, device=self.device)
                 perturbed = function(batch, labels, detector, generator, **perturbation.params)
                 chunks.append(predict_logits(detector, (perturbed.clamp(0, 1) * 255).round().to(torch.uint8),
-                                             self.device))
+                                             self.device, per_class=bool(detector.classes)))
             cache[cache_key] = np.concatenate(chunks)
         return cache[cache_key]

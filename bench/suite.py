@@ -91,6 +91,16 @@ class TrainSet(Strict):
     real: list[str] = Field(min_length=1)
     fake: list[str] = Field(min_length=1)
     limit: int | None = Field(None, ge=10, description="images per class (None: all)")
+    attribute_sources: bool = Field(
+        False, description="train one class per fake source besides real (source attribution); detection "
+        "scores the log-odds of 'not real', and records say which class each test image was given"
+    )
+
+    @model_validator(mode="after")
+    def _sources_to_attribute(self) -> TrainSet:
+        if self.attribute_sources and len(self.fake) < 2:
+            raise ValueError("attribute_sources needs at least two fake sources to tell apart")
+        return self
 
 
 class TestSet(Strict):

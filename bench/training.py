@@ -66,17 +66,25 @@ def _autocast(device: torch.device):
 
 @torch.no_grad()
 def predict_logits(
-    detector: Detector, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 1024
+    detector: Detector, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 1024,
+    per_class: bool = False,
 ) -> np.ndarray:
-    """Fake logits for uint8 (N, 3, H, W) images, in batches, in eval mode."""
+    """Fake logits (N,) for uint8 (N, 3, H, W) images, in batches, in eval mode; with ``per_class``, the
+    (N, classes) logits of a source-attribution model."""
     detector.eval().to(device)
     data = images if isinstance(images, torch.Tensor) else _to_device(images, device)
+    forward = detector.class_logits if per_class else detector
     out = []
     for start in range(0, len(data), batch_size):
         batch = data[start : start + batch_size].to(device).float().div_(255)
         with _autocast(device):
-            out.append(detector(batch).float().cpu())
+            out.append(forward(batch).float().cpu())
     return torch.cat(out).numpy() if out else np.empty(0, np.float32)
+
+
+def fake_logits(class_logits: np.ndarray) -> np.ndarray:
+    """The "fake" logit of source-attribution logits (class 0 = real): the log-odds of "not real"."""
+    return np.logaddexp.reduce(class_logits[:, 1:], axis=1) - class_logits[:, 0]
 
 
 def train_detector(
@@ -89,15 +97,22 @@ def train_detector(
     progress: bool | None = None,
     description: str = "train",
 ) -> TrainingResult:
-    """Train ``detector`` on uint8 images with 0/1 labels (1 = fake) following ``recipe``."""
+    """Train ``detector`` on uint8 images with 0/1 labels (1 = fake) following ``recipe``.
+
+    For a source-attribution detector (``detector.classes``) the labels are class indices (0 = real) and
+    the loss is cross-entropy over classes; epoch and threshold are still chosen by detection (real vs
+    any fake) on validation, whose class accuracy is recorded as ``source_accuracy``.
+    """
     start = time.perf_counter()
     seed_everything(seed)
+    attributing = bool(detector.classes)
     train_idx, val_idx = train_test_split(
         np.arange(len(labels)), test_size=recipe.val_fraction, stratify=labels, random_state=seed
     )
     x_train, x_val = _to_device(images[np.sort(train_idx)], device), _to_device(images[np.sort(val_idx)], device)
-    y_train = torch.from_numpy(labels[np.sort(train_idx)].astype(np.float32)).to(device)
-    y_val = labels[np.sort(val_idx)].astype(int)
+    y_train = torch.from_numpy(labels[np.sort(train_idx)].astype(np.int64 if attributing else np.float32)).to(device)
+    classes_val = labels[np.sort(val_idx)].astype(int)
+    y_val = (classes_val > 0).astype(int)
 
     detector.to(device)
     if device.type == "cuda":
@@ -124,16 +139,25 @@ def train_detector(
             idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             batch = augment(x_train[idx].float().div_(255), recipe.augment, generator, recipe.max_shift)
             with _autocast(device):
-                loss = F.binary_cross_entropy_with_logits(detector(batch).float(), y_train[idx])
+                if attributing:
+                    loss = F.cross_entropy(detector.class_logits(batch).float(), y_train[idx])
+                else:
+                    loss = F.binary_cross_entropy_with_logits(detector(batch).float(), y_train[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             running += loss.detach()
             bar.update()
-        logits = predict_logits(detector, x_val, device)
+        if attributing:
+            per_class = predict_logits(detector, x_val, device, per_class=True)
+            logits = fake_logits(per_class)
+        else:
+            logits = predict_logits(detector, x_val, device)
         val_threshold = choose_threshold(y_val, logits)
         scores = point_metrics(y_val, logits, val_threshold)
+        if attributing:
+            scores["source_accuracy"] = float((per_class.argmax(1) == classes_val).mean())
         val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(y_val).float()))
         balanced = (scores["accuracy_real"] + scores["accuracy_fake"]) / 2
         history.append(

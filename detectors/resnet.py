@@ -10,7 +10,7 @@ from bench.recipe import Recipe
 
 
 @register_detector("resnet50", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, augment=("flip",)), cam_layer="layer2")
-def resnet50(stem: Literal["imagenet", "cifar"] = "imagenet") -> nn.Module:
+def resnet50(stem: Literal["imagenet", "cifar"] = "imagenet", num_classes: int = 1) -> nn.Module:
     """timm ResNet-50, unchanged by default; ``stem="cifar"`` adapts it to 32x32 input.
 
     With the ImageNet stem (7x7 stride-2 conv and max pool) a 32x32 image reaches the four stages at 8, 4,
@@ -18,7 +18,7 @@ def resnet50(stem: Literal["imagenet", "cifar"] = "imagenet") -> nn.Module:
     8 and 4 pixels and usually scores higher, but costs ~16x the compute (about 11 vs 280 training
     images/s on 2 CPU cores), so it is opt-in per suite.
     """
-    model = timm.create_model("resnet50", pretrained=False, num_classes=1)
+    model = timm.create_model("resnet50", pretrained=False, num_classes=num_classes)
     if stem == "cifar":
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()

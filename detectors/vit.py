@@ -11,12 +11,12 @@ from bench.recipe import Recipe
     "vit-tiny", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, weight_decay=0.05, augment=("flip",)),
     cam_layer="patch_embed.proj",
 )
-def vit_tiny(patch_size: int = 4) -> nn.Module:
+def vit_tiny(patch_size: int = 4, num_classes: int = 1) -> nn.Module:
     """timm ViT-Tiny built for 32x32 input with 4x4 patches (64 tokens).
 
     The ImageNet configuration (16x16 patches at 224x224) would give 4 tokens at 32x32; re-patching keeps
     the token count close to the original design without upsampling.
     """
     return timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, num_classes=1, img_size=32, patch_size=patch_size
+        "vit_tiny_patch16_224", pretrained=False, num_classes=num_classes, img_size=32, patch_size=patch_size
     )

@@ -290,6 +290,7 @@ def test_generate_errors_exit_non_zero_with_a_message(data_dir: Path):
     assert no_source.exit_code == 1 and "not in" in no_source.output
 
 
+SUITE_DCGAN = {"width": 16, "epochs": 2, "batch_size": 64, "limit": 1024}  # distinct images, unlike TINY_DCGAN's
 SUITE_WITH_GENERATORS = {
     "name": "generated",
     "sources": {
@@ -297,17 +298,19 @@ SUITE_WITH_GENERATORS = {
         "cifake-sd14-train": {"importer": "cifake", "split": "train", "label": "fake"},
         "cifake-real-test": {"importer": "cifake", "split": "test", "label": "real"},
         "cifake-sd14-test": {"importer": "cifake", "split": "test", "label": "fake"},
-        "dcgan-train": {"importer": "generator", "generator": "dcgan", "config": TINY_DCGAN,
-                        "train_source": "cifake-real-train", "count": 100, "split": "train", "label": "fake"},
-        "dcgan-test": {"importer": "generator", "generator": "dcgan", "config": TINY_DCGAN,
+        "dcgan-train": {"importer": "generator", "generator": "dcgan", "config": SUITE_DCGAN,
+                        "train_source": "cifake-real-train", "count": 300, "split": "train", "label": "fake"},
+        "dcgan-test": {"importer": "generator", "generator": "dcgan", "config": SUITE_DCGAN,
                        "train_source": "cifake-real-train", "count": 60, "split": "test", "label": "fake"},
     },
-    "train": [{"name": "sd14", "real": ["cifake-real-train"], "fake": ["cifake-sd14-train"], "limit": 200},
+    "train": [{"name": "sd14", "real": ["cifake-real-train"], "fake": ["cifake-sd14-train"], "limit": 400},
               {"name": "sd14+dcgan", "real": ["cifake-real-train"], "fake": ["cifake-sd14-train", "dcgan-train"],
-               "limit": 200}],
+               "limit": 400},
+              {"name": "which-source", "real": ["cifake-real-train"], "fake": ["cifake-sd14-train", "dcgan-train"],
+               "limit": 400, "attribute_sources": True}],
     "test": {"real": "cifake-real-test", "fake": ["*"], "limit": 60},
     "detectors": [{"name": "lenet"}],
-    "recipe": {"epochs": 1},
+    "recipe": {"epochs": 4},
     "bootstrap": 0,
 }
 
@@ -322,15 +325,24 @@ def test_a_suite_generates_its_sources_and_trains_on_several_fakes(cifake_dir, t
         Suite.model_validate(SUITE_WITH_GENERATORS))
     assert fits == ["DCGAN"]  # one model serves the train and the test source
     cells = {(r["train"]["name"], r["test"]["name"]): r for r in summary.records}
-    assert set(cells) == {(t, f) for t in ("sd14", "sd14+dcgan") for f in ("cifake-sd14-test", "dcgan-test")}
+    assert set(cells) == {(t, f) for t in ("sd14", "sd14+dcgan", "which-source")
+                          for f in ("cifake-sd14-test", "dcgan-test")}
     mixed = cells[("sd14+dcgan", "dcgan-test")]["train"]["fake"]["sources"]
-    # the limit of 200 fakes is shared equally; the barely trained DCGAN repeats itself, and repeats are dropped
-    assert [s["name"] for s in mixed] == ["cifake-sd14-train", "dcgan-train"] and mixed[0]["drawn"] == 100
-    fake = cells[("sd14+dcgan", "dcgan-test")]["train"]["fake"]
-    assert 0 < mixed[1]["drawn"] <= 100 and fake["count"] == 100 + mixed[1]["drawn"]
+    # the limit of 400 fakes is shared equally between the two sources
+    assert [(s["name"], s["drawn"]) for s in mixed] == [("cifake-sd14-train", 200), ("dcgan-train", 200)]
     assert mixed[1]["encoded"] == "re-encoded as JPEG q75 4:2:0"  # lossless fakes get the reals' encoding
     assert mixed[0]["encoded"] == "as stored (already JPEG q75 4:2:0)"
     tested = cells[("sd14", "dcgan-test")]["test"]["fake"]
     assert 0 < tested["count"] == 60 - tested["removed_duplicates"]  # repeats, and copies of training fakes, dropped
     assert tested["sources"][0]["encoded"].startswith("re-encoded")
-    assert "## Cross-source matrix" in summary.leaderboard["markdown"].read_text()
+    markdown = summary.leaderboard["markdown"].read_text()
+    assert "## Cross-source matrix" in markdown and "## Source attribution" in markdown
+    assert "source_attribution" not in cells[("sd14+dcgan", "dcgan-test")]
+    attributed = cells[("which-source", "dcgan-test")]
+    assert attributed["source_attribution"]["classes"] == ["real", "cifake-sd14-train", "dcgan-train"]
+    dcgan = attributed["source_attribution"]["predicted"]["dcgan-test"]
+    assert sum(dcgan.values()) == attributed["n_fake"]
+    assert dcgan["dcgan-train"] / attributed["n_fake"] > 0.8  # the DCGAN's images are told apart from SD's
+    real = attributed["source_attribution"]["predicted"]["real"]
+    assert sum(real.values()) == attributed["n_real"] and real["real"] > real["dcgan-train"]
+    assert attributed["training"]["val"]["source_accuracy"] > 0.5

@@ -123,3 +123,23 @@ def test_pretrained_weights_load_from_a_local_safetensors_file(tmp_path):
         build_detector("lenet", pretrained=tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="safetensors"):
         build_detector("lenet", pretrained=tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("name", DETECTORS.names())
+def test_builtin_detectors_build_source_attribution_models(name):
+    classes = ("real", "sd14", "dcgan")
+    detector = build_detector(name, classes=classes).eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        per_class, fake = detector.class_logits(images), detector(images)
+    assert per_class.shape == (2, 3) and fake.shape == (2,)
+    assert torch.allclose(fake, torch.logsumexp(per_class[:, 1:], 1) - per_class[:, 0], atol=1e-5)
+
+
+def test_a_factory_without_num_classes_cannot_attribute_sources(monkeypatch):
+    from bench.detector import DetectorSpec
+
+    spec = DetectorSpec("one-logit", lambda: torch.nn.Linear(3 * 32 * 32, 1))
+    monkeypatch.setattr(DETECTORS, "get", lambda name: spec)  # not registered: other tests list the registry
+    with pytest.raises(ValueError, match="takes no 'num_classes'"):
+        build_detector("one-logit", classes=("real", "a", "b"))
