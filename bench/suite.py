@@ -234,6 +234,11 @@ class Suite(Strict):
         self._check_source(self.test.real, "real", "test real", declared)
         if not self.test_fakes():
             raise ValueError(f"test fake {self.test.fake} matches no declared fake test source ({declared})")
+        if any(t.attribute_sources for t in self.train):
+            for entry in self.detectors:
+                if "num_classes" not in inspect.signature(DETECTORS.get(entry.name).factory).parameters:
+                    raise ValueError(f"detector {entry.name!r} cannot attribute sources (its factory takes no "
+                                     "'num_classes'): leave it out or set attribute_sources: false")
         used_in_training = {n for t in self.train for n in [*t.real, *t.fake]}
         for name in [self.test.real, *self.test_fakes()]:
             if name in used_in_training:

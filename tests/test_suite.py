@@ -72,6 +72,7 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
         ("path: x, ", "path: x, count: 5, ", "count: only the generator importer takes these keys"),
         ("importer: folder, path: x,", "importer: generator, generator: dcgan, count: 5, train_source: nope,",
          "sources.other-fakes.train_source: source 'nope' is not declared"),
+        ("limit: 100}", "limit: 100, attribute_sources: true}", "attribute_sources needs at least two fake sources"),
     ],
 )
 def test_malformed_suites_name_the_problem(tmp_path, old, new, expected):
