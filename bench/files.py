@@ -22,6 +22,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would keep published records and leaderboards from other users
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

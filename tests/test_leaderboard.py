@@ -52,6 +52,7 @@ def test_markdown_has_the_matrix_and_robustness_tables(run):
     summary, results = run
     markdown = summary.leaderboard["markdown"].read_text()
     assert markdown == render_markdown(summary.records, "matrix")
+    assert summary.leaderboard["markdown"].stat().st_mode & 0o777 == 0o644  # readable by others, to be published
     matrix = markdown.split("## Cross-source matrix")[1].split("## Robustness")[0]
     header = next(line for line in matrix.splitlines() if line.startswith("| Detector"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
