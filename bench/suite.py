@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.attribution import ATTRIBUTIONS, AttributionSettings
 from bench.detector import DETECTORS
 from bench.encoding import Encoding
-from bench.generator import GENERATORS
+from bench.generator import GENERATORS, GeneratorError, resolve_config
 from bench.perturbations import PERTURBATIONS
 from bench.recipe import Recipe
 from bench.registry import Registry, UnknownPluginError
@@ -76,6 +76,10 @@ class SourceSpec(Strict):
             if self.generator is None or self.count is None:
                 raise ValueError("the generator importer needs 'generator' and 'count'")
             _registered(GENERATORS, self.generator)
+            try:
+                resolve_config(GENERATORS.get(self.generator), self.config)
+            except GeneratorError as exc:
+                raise ValueError(f"config: {exc}") from None
             if self.label != "fake":
                 raise ValueError("a generated source is labelled 'fake'")
         elif any(generating.values()):

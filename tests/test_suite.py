@@ -73,6 +73,8 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
         ("importer: folder, path: x,", "importer: generator, generator: dcgan, count: 5, train_source: nope,",
          "sources.other-fakes.train_source: source 'nope' is not declared"),
         ("limit: 100}", "limit: 100, attribute_sources: true}", "attribute_sources needs at least two fake sources"),
+        ("importer: folder, path: x,", "importer: generator, generator: dcgan, count: 5, config: {epoch: 2},",
+         "config: generator 'dcgan' has no setting epoch. Settings: latent=100"),
     ],
 )
 def test_malformed_suites_name_the_problem(tmp_path, old, new, expected):
