@@ -223,7 +223,9 @@ def _source_attribution_section(records: list[dict]) -> list[str]:
         classes = group[0]["source_attribution"]["classes"]
         rows = {}
         for r in sorted(group, key=lambda r: r["test"]["name"]):
-            for source, counts in r["source_attribution"]["predicted"].items():
+            predicted = r["source_attribution"]["predicted"]
+            for source in sorted(predicted, key=lambda name: name != "real"):  # the real test images first
+                counts = predicted[source]
                 name = f"{r['test']['real']['sources'][0]['name']} (real)" if source == "real" else source
                 total = sum(counts.values())
                 rows[name] = {"Test source": name, "Images": total,
