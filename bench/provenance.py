@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 CODE_PATHS = (":(top)bench", ":(top)detectors", ":(top)generators", ":(top)suites", ":(top)pyproject.toml")
-PACKAGES = ("bench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pillow", "safetensors", "pandas")
+PACKAGES = ("bench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pillow", "safetensors", "pandas",
+            "torchattacks", "captum", "diffusers", "transformers")
 
 
 def content_key(obj: object) -> str:
