@@ -8,12 +8,20 @@ published as it is (e.g. on GitHub Pages).
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
-from bench.leaderboard import SHOWN, records_frame
+from bench.leaderboard import (
+    SHOWN,
+    SOURCE_ATTRIBUTION_NOTE,
+    attribution_table,
+    records_frame,
+    source_attribution_tables,
+)
 from bench.provenance import summarise_provenance
 
 _TEMPLATES = Environment(
@@ -62,6 +70,24 @@ def _table(group: pd.DataFrame, pictures: dict[str, str]) -> dict:
     }
 
 
+def _summary(heading: str, note: str, frame: pd.DataFrame, link_column: str | None = None) -> dict:
+    """A summary table (attribution scores, source attribution) as escaped HTML."""
+    shown = frame.map(lambda value: html.escape(str(value)))
+    if link_column:
+        shown[link_column] = frame[link_column].map(lambda path: f'<a href="{html.escape(path)}">png</a>')
+    return {"heading": heading, "note": note,
+            "table": Markup(shown.to_html(index=False, escape=False, border=0, classes="summary"))}
+
+
+def _summaries(records: list[dict]) -> list[dict]:
+    summaries = [_summary(f"Source attribution: {heading}", SOURCE_ATTRIBUTION_NOTE, frame)
+                 for heading, frame in source_attribution_tables(records)]
+    attribution = attribution_table(records)
+    if attribution is not None:
+        summaries.append(_summary("Attributions", *attribution, link_column="Picture"))
+    return summaries
+
+
 def render_html(records: list[dict], out_dir: Path, title: str, description: str = "") -> str:
     """The leaderboard page for ``records``, to be written into ``out_dir`` (whose figures it embeds)."""
     frame = records_frame(records)
@@ -78,5 +104,6 @@ def render_html(records: list[dict], out_dir: Path, title: str, description: str
         provenance=summarise_provenance(records) if records else None,
         level=records[0]["bootstrap"]["level"] if records else 0.95,
         figures=figures,
+        summaries=_summaries(records),
         tables=tables,
     )

@@ -180,23 +180,21 @@ def _robustness_section(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _attribution_section(records: list[dict]) -> list[str]:
+def attribution_table(records: list[dict]) -> tuple[str, pd.DataFrame] | None:
+    """The attribution scores of the records that have them (an explanation and one row per method)."""
     explained = sorted((r for r in records if "attribution" in r),
                        key=lambda r: (r["train"]["name"], r["detector"], r["seed"]))
     if not explained:
-        return []
+        return None
     first = explained[0]["attribution"]
-    lines = [
-        "## Attributions",
-        "",
+    note = (
         f"Means over {first['images']['real']} real and {first['images']['fake']} fake test images per detector, "
         "with bootstrap 95% intervals. Faithfulness: insertion AUC minus deletion AUC (higher is better); "
         "random weights: the same score for the architecture with its initial random weights. Randomisation "
         "rho: rank correlation of the trained and random-weight maps (lower: the maps depend on what was "
         f"learned). Centre share: attribution mass in the central square, which is {first['centre_area_share']:.0%} "
-        "of the image; above that, the detector looks at the object rather than the background.",
-        "",
-    ]
+        "of the image; above that, the detector looks at the object rather than the background."
+    )
     rows = []
     for r in explained:
         for method, scores in r["attribution"]["methods"].items():
@@ -204,21 +202,18 @@ def _attribution_section(records: list[dict]) -> list[str]:
             for key, label in ATTRIBUTION.items():
                 value, ci = scores[key]["value"], scores[key]["ci"]
                 row[label] = f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-            row["Picture"] = f"[png]({r['attribution']['figure']})"
+            row["Picture"] = r["attribution"]["figure"]
             rows.append(row)
-    return [*lines, pd.DataFrame(rows).to_markdown(index=False), ""]
+    return note, pd.DataFrame(rows)
 
 
-def _source_attribution_section(records: list[dict]) -> list[str]:
-    attributed = [r for r in records if "source_attribution" in r and r["perturbation"]["name"] == "clean"]
-    if not attributed:
-        return []
-    lines = ["## Source attribution", "",
-             "Detectors trained with one class per training source: the share of each test source's images given "
-             "each class (rows: true source, columns: predicted class; clean test images).", ""]
+def source_attribution_tables(records: list[dict]) -> list[tuple[str, pd.DataFrame]]:
+    """Per source-attribution job, a heading and the share of each test source's images given each class."""
     jobs: dict[tuple, list[dict]] = {}
-    for r in attributed:
-        jobs.setdefault((r["detector"], r["train"]["name"], r["seed"]), []).append(r)
+    for r in records:
+        if "source_attribution" in r and r["perturbation"]["name"] == "clean":
+            jobs.setdefault((r["detector"], r["train"]["name"], r["seed"]), []).append(r)
+    tables = []
     for (detector, trained_on, seed), group in sorted(jobs.items()):
         classes = group[0]["source_attribution"]["classes"]
         rows = {}
@@ -230,8 +225,31 @@ def _source_attribution_section(records: list[dict]) -> list[str]:
                 total = sum(counts.values())
                 rows[name] = {"Test source": name, "Images": total,
                               **{c: f"{counts[c] / total:.1%}" for c in classes}}
-        lines += [f"### {detector} trained on {trained_on} (seed {seed})", "",
-                  pd.DataFrame(list(rows.values())).to_markdown(index=False), ""]
+        tables.append((f"{detector} trained on {trained_on} (seed {seed})", pd.DataFrame(list(rows.values()))))
+    return tables
+
+
+SOURCE_ATTRIBUTION_NOTE = ("Detectors trained with one class per training source: the share of each test source's "
+                           "images given each class (rows: true source, columns: predicted class; clean test "
+                           "images).")
+
+
+def _attribution_section(records: list[dict]) -> list[str]:
+    table = attribution_table(records)
+    if table is None:
+        return []
+    note, frame = table
+    frame = frame.assign(Picture=frame["Picture"].map(lambda path: f"[png]({path})"))
+    return ["## Attributions", "", note, "", frame.to_markdown(index=False), ""]
+
+
+def _source_attribution_section(records: list[dict]) -> list[str]:
+    tables = source_attribution_tables(records)
+    if not tables:
+        return []
+    lines = ["## Source attribution", "", SOURCE_ATTRIBUTION_NOTE, ""]
+    for heading, frame in tables:
+        lines += [f"### {heading}", "", frame.to_markdown(index=False), ""]
     return lines
 
 

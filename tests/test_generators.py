@@ -337,6 +337,8 @@ def test_a_suite_generates_its_sources_and_trains_on_several_fakes(cifake_dir, t
     assert tested["sources"][0]["encoded"].startswith("re-encoded")
     markdown = summary.leaderboard["markdown"].read_text()
     assert "## Cross-source matrix" in markdown and "## Source attribution" in markdown
+    page = (tmp_path / "results" / "leaderboard.html").read_text()
+    assert "Source attribution: lenet trained on which-source (seed 0)" in page and "<td>dcgan-test</td>" in page
     assert "source_attribution" not in cells[("sd14+dcgan", "dcgan-test")]
     attributed = cells[("which-source", "dcgan-test")]
     assert attributed["source_attribution"]["classes"] == ["real", "cifake-sd14-train", "dcgan-train"]
