@@ -36,6 +36,11 @@ class DetectorSpec:
     description: str = ""
     cam_layer: str | None = None  # submodule for Grad-CAM; None: found by `bench.attribution.cam_layer`
 
+    @property
+    def attributes_sources(self) -> bool:
+        """Whether the factory takes ``num_classes``, so the detector can be trained for source attribution."""
+        return "num_classes" in inspect.signature(self.factory).parameters
+
 
 DETECTORS: Registry[DetectorSpec] = Registry("detector", "bench.detectors", "detectors", spec_type=DetectorSpec)
 
@@ -89,10 +94,15 @@ class Detector(nn.Module):
         return self.model((images - self.mean) / self.std).reshape(images.shape[0], max(len(self.classes), 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.class_logits(images)
-        if not self.classes:
-            return logits[:, 0]
-        return torch.logsumexp(logits[:, 1:].float(), dim=1) - logits[:, 0].float()
+        return fake_logits(self.class_logits(images))
+
+
+def fake_logits(class_logits: torch.Tensor) -> torch.Tensor:
+    """(B,) "fake" logits from (B, classes) outputs: the one logit of a detector, or, for source attribution
+    (class 0 = real), the log-odds of "not real", ``logsumexp(z[1:]) - z[0]``."""
+    if class_logits.shape[1] == 1:
+        return class_logits[:, 0]
+    return torch.logsumexp(class_logits[:, 1:].float(), dim=1) - class_logits[:, 0].float()
 
 
 def build_detector(
@@ -105,7 +115,7 @@ def build_detector(
     """
     spec = DETECTORS.get(name)
     if classes:
-        if "num_classes" not in inspect.signature(spec.factory).parameters:
+        if not spec.attributes_sources:
             raise ValueError(f"detector {name!r} cannot attribute sources: its factory takes no 'num_classes' "
                              "argument; train it without source attribution")
         kwargs = {**kwargs, "num_classes": len(classes)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import IDENTITY_FIELDS, Identity, by_identity, describe, identity
+from bench.records import IDENTITY_FIELDS, Identity, by_identity, describe, identity, metric_text
 
 LOWER_IS_BETTER = frozenset({"evasion_rate"})
 HEADLINE = ("accuracy", "roc_auc")  # shown for added and removed cells
@@ -98,15 +98,11 @@ class Diff:
         return "\n".join(lines)
 
 
-def _number(value: float, ci: tuple[float, float] | None) -> str:
-    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-
 def _changes_table(changes: list[Change]) -> str:
     ordered = sorted(changes, key=lambda c: (c.verdict != "regression", -abs(c.delta)))
     rows = [
         dict(zip([f.capitalize() for f in IDENTITY_FIELDS], c.cell, strict=True)) | {
-            "Metric": c.metric, "Old": _number(c.old, c.old_ci), "New": _number(c.new, c.new_ci),
+            "Metric": c.metric, "Old": metric_text(c.old, c.old_ci), "New": metric_text(c.new, c.new_ci),
             "Change": f"{c.delta:+.3f}", "Verdict": f"**{c.verdict}**" if c.verdict == "regression" else c.verdict,
         }
         for c in ordered
@@ -115,7 +111,7 @@ def _changes_table(changes: list[Change]) -> str:
 
 
 def _headline(record: dict) -> str:
-    shown = [f"{name} {_number(m['value'], m['ci'])}" for name in HEADLINE
+    shown = [f"{name} {metric_text(m['value'], m['ci'])}" for name in HEADLINE
              if (m := record["metrics"].get(name)) is not None]
     return f"{describe(identity(record))}: {'; '.join(shown)}"
 

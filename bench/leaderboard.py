@@ -16,6 +16,7 @@ from bench import figures
 from bench.files import write_atomic
 from bench.metrics import METRICS
 from bench.provenance import summarise_provenance
+from bench.records import metric_text
 
 SHOWN = {
     "accuracy": "Acc",
@@ -99,9 +100,7 @@ def _with_interval(row: pd.Series, name: str) -> str:
     value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     if value is None or pd.isna(value):
         return "–"
-    if low is None or pd.isna(low):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    return metric_text(value, None if low is None or pd.isna(low) else (low, high))
 
 
 def _slug(*parts: str) -> str:
@@ -200,8 +199,7 @@ def attribution_table(records: list[dict]) -> tuple[str, pd.DataFrame] | None:
         for method, scores in r["attribution"]["methods"].items():
             row = {"Detector": r["detector"], "Trained on": r["train"]["name"], "Method": method}
             for key, label in ATTRIBUTION.items():
-                value, ci = scores[key]["value"], scores[key]["ci"]
-                row[label] = f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+                row[label] = metric_text(scores[key]["value"], scores[key]["ci"])
             row["Picture"] = r["attribution"]["figure"]
             rows.append(row)
     return note, pd.DataFrame(rows)

@@ -25,6 +25,11 @@ def describe(cell: Identity) -> str:
     return f"{detector}, {trained_on} -> {tested_on}, {perturbation}, seed {seed}"
 
 
+def metric_text(value: float, ci: tuple[float, float] | list[float] | None, digits: int = 3) -> str:
+    """A metric as leaderboards, diffs and verification reports print it: ``0.871 [0.855, 0.886]``."""
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
 def load_records(directory: Path) -> dict[Path, dict]:
     """Every record in ``directory/records/`` by path, in file-name order."""
     folder = Path(directory) / "records"

@@ -35,7 +35,7 @@ from bench.provenance import content_key, hardware, stamp
 from bench.recipe import Recipe
 from bench.sources import Source, SourceError, SourceStore, content_hash
 from bench.suite import DetectorEntry, PerturbationEntry, SourceSpec, Suite
-from bench.training import fake_logits, no_bars, pick_device, predict_logits, seed_everything, train_detector
+from bench.training import detection_scores, no_bars, pick_device, predict_logits, seed_everything, train_detector
 
 log = logging.getLogger(__name__)
 
@@ -378,12 +378,11 @@ class Runner:
             self._logits(detector, subset, label, cell.perturbation, logits_cache)
             for subset, label in ((real, 0), (fake, 1))
         ]
-        scores = [fake_logits(o) if detector.classes else o for o in outputs]
+        scores = [detection_scores(o) for o in outputs]
         labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
         result = evaluate(labels, np.concatenate(scores), training["threshold"], suite.bootstrap, suite.ci_level)
         if cell.perturbation.name != "clean":
-            clean = self._logits(detector, fake, 1, PerturbationEntry(name="clean"), logits_cache)
-            clean = fake_logits(clean) if detector.classes else clean
+            clean = detection_scores(self._logits(detector, fake, 1, PerturbationEntry(name="clean"), logits_cache))
             result["metrics"]["evasion_rate"] = evasion_rate(clean, scores[1], training["threshold"], suite.ci_level)
         if detector.classes:
             result["source_attribution"] = source_attribution(detector.classes, cell.test_fake, *outputs)

@@ -240,7 +240,7 @@ class Suite(Strict):
             raise ValueError(f"test fake {self.test.fake} matches no declared fake test source ({declared})")
         if any(t.attribute_sources for t in self.train):
             for entry in self.detectors:
-                if "num_classes" not in inspect.signature(DETECTORS.get(entry.name).factory).parameters:
+                if not DETECTORS.get(entry.name).attributes_sources:
                     raise ValueError(f"detector {entry.name!r} cannot attribute sources (its factory takes no "
                                      "'num_classes'): leave it out or set attribute_sources: false")
         used_in_training = {n for t in self.train for n in [*t.real, *t.fake]}

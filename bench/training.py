@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from bench.augment import augment
-from bench.detector import Detector
+from bench.detector import Detector, fake_logits
 from bench.metrics import choose_threshold, point_metrics
 from bench.recipe import Recipe
 
@@ -60,7 +60,8 @@ def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else tensor
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing on other devices."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
@@ -77,14 +78,14 @@ def predict_logits(
     out = []
     for start in range(0, len(data), batch_size):
         batch = data[start : start + batch_size].to(device).float().div_(255)
-        with _autocast(device):
+        with autocast(device):
             out.append(forward(batch).float().cpu())
     return torch.cat(out).numpy() if out else np.empty(0, np.float32)
 
 
-def fake_logits(class_logits: np.ndarray) -> np.ndarray:
-    """The "fake" logit of source-attribution logits (class 0 = real): the log-odds of "not real"."""
-    return np.logaddexp.reduce(class_logits[:, 1:], axis=1) - class_logits[:, 0]
+def detection_scores(outputs: np.ndarray) -> np.ndarray:
+    """(N,) "fake" logits from :func:`predict_logits` output, per class or not (see ``detector.fake_logits``)."""
+    return outputs if outputs.ndim == 1 else fake_logits(torch.from_numpy(outputs)).numpy()
 
 
 def train_detector(
@@ -138,7 +139,7 @@ def train_detector(
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             batch = augment(x_train[idx].float().div_(255), recipe.augment, generator, recipe.max_shift)
-            with _autocast(device):
+            with autocast(device):
                 if attributing:
                     loss = F.cross_entropy(detector.class_logits(batch).float(), y_train[idx])
                 else:
@@ -149,15 +150,12 @@ def train_detector(
             schedule.step()
             running += loss.detach()
             bar.update()
-        if attributing:
-            per_class = predict_logits(detector, x_val, device, per_class=True)
-            logits = fake_logits(per_class)
-        else:
-            logits = predict_logits(detector, x_val, device)
+        outputs = predict_logits(detector, x_val, device, per_class=attributing)
+        logits = detection_scores(outputs)
         val_threshold = choose_threshold(y_val, logits)
         scores = point_metrics(y_val, logits, val_threshold)
         if attributing:
-            scores["source_accuracy"] = float((per_class.argmax(1) == classes_val).mean())
+            scores["source_accuracy"] = float((outputs.argmax(1) == classes_val).mean())
         val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(y_val).float()))
         balanced = (scores["accuracy_real"] + scores["accuracy_fake"]) / 2
         history.append(

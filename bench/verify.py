@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.provenance import content_key
-from bench.records import IDENTITY_FIELDS, Identity, identity, load_records
+from bench.records import IDENTITY_FIELDS, Identity, identity, load_records, metric_text
 from bench.runner import Runner
 from bench.suite import Suite, SuiteError
 
@@ -72,8 +72,9 @@ class Verification:
             rows = [
                 dict(zip([f.capitalize() for f in IDENTITY_FIELDS], d.cell, strict=True)) | {
                     "Metric": d.metric,
-                    "Published": _number(d.published, d.published_ci),
-                    "Re-measured": "not re-measured" if d.measured is None else _number(d.measured, d.measured_ci),
+                    "Published": metric_text(d.published, d.published_ci, 4),
+                    "Re-measured": ("not re-measured" if d.measured is None
+                                    else metric_text(d.measured, d.measured_ci, 4)),
                     "Allowed": f"[{d.allowed[0]:.4f}, {d.allowed[1]:.4f}]",
                     "Record": str(d.record),
                 }
@@ -83,10 +84,6 @@ class Verification:
         if self.unverifiable:
             lines += ["## Not re-measured", "", *(f"- `{p}`: {why}" for p, why in self.unverifiable.items()), ""]
         return "\n".join(lines)
-
-
-def _number(value: float, ci: tuple[float, float] | None) -> str:
-    return f"{value:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
 def _interval(metric: dict) -> tuple[float, float] | None:

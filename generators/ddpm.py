@@ -14,12 +14,8 @@ from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DModel
 from tqdm.auto import tqdm
 
 from bench.generator import GeneratorError, register_generator, to_uint8, training_subset
-from bench.training import no_bars
+from bench.training import autocast, no_bars
 from generators._diffusers import folder_fingerprint, pipeline_folder, sampler_class
-
-
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def build_unet(block_out_channels: Sequence[int], layers_per_block: int, attention: bool) -> UNet2DModel:
@@ -84,7 +80,7 @@ class DDPM:
                     noise = torch.randn(clean.shape, generator=rng, device=device)
                     t = torch.randint(0, scheduler.config.num_train_timesteps, (len(batch),), generator=rng,
                                       device=device)
-                    with _autocast(device):
+                    with autocast(device):
                         predicted = unet(scheduler.add_noise(clean, noise, t), t).sample
                     loss = F.mse_loss(predicted.float(), noise)
                     optimizer.zero_grad(set_to_none=True)
@@ -134,7 +130,7 @@ class DDPM:
                 scheduler.set_timesteps(s["steps"])
                 x = chunk.to(device)
                 for t in scheduler.timesteps:
-                    with _autocast(device):
+                    with autocast(device):
                         eps = unet(scheduler.scale_model_input(x, t), t).sample
                     x = scheduler.step(eps.float(), t, x, generator=rng).prev_sample
                     bar.update()
