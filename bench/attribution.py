@@ -20,23 +20,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import matplotlib
 import numpy as np
-import torch
-import torchvision.transforms.v2.functional as TF
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import rankdata
-from tqdm.auto import tqdm
 
-from bench.detector import Detector
 from bench.registry import Registry
-from bench.training import no_bars
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+if TYPE_CHECKING:  # torch, Captum and matplotlib are imported where used, so that suites validate without them
+    import torch
+
+    from bench.model import Detector
 
 
 class AttributionSettings(BaseModel):
@@ -79,6 +73,8 @@ def register_attribution(name: str) -> Callable[[AttributionMethod], Attribution
 def saliency(detector: Detector, images: torch.Tensor, signs: torch.Tensor,
              settings: AttributionSettings) -> torch.Tensor:
     """Saliency (Simonyan et al. 2014): the absolute gradient of the logit, summed over colour channels."""
+    from captum.attr import Saliency
+
     return Saliency(detector).attribute(images.detach().requires_grad_(), abs=True).sum(1)
 
 
@@ -86,6 +82,8 @@ def saliency(detector: Detector, images: torch.Tensor, signs: torch.Tensor,
 def integrated_gradients(detector: Detector, images: torch.Tensor, signs: torch.Tensor,
                          settings: AttributionSettings) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) from a black image, summed over colour channels."""
+    from captum.attr import IntegratedGradients
+
     method = IntegratedGradients(detector)
     maps = method.attribute(images, baselines=0.0, n_steps=settings.ig_steps, internal_batch_size=512)
     return maps.sum(1) * signs.view(-1, 1, 1)
@@ -95,6 +93,8 @@ def integrated_gradients(detector: Detector, images: torch.Tensor, signs: torch.
 def grad_cam(detector: Detector, images: torch.Tensor, signs: torch.Tensor,
              settings: AttributionSettings) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017) at :func:`cam_layer`, upsampled bilinearly to the image size."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
     name = cam_layer(detector)
     maps = LayerGradCam(detector, detector.model.get_submodule(name)).attribute(images, relu_attributions=False)
     maps = (maps * signs.view(-1, 1, 1, 1)).clamp(min=0)
@@ -108,6 +108,8 @@ def cam_layer(detector: Detector) -> str:
     The built-in detectors name theirs, e.g. ResNet-50's second stage (4x4 at 32x32 input; its last
     stage is 1x1) and ViT's patch embedding (8x8 tokens). The search is one forward pass with hooks.
     """
+    import torch
+
     if detector.spec.cam_layer:
         return detector.spec.cam_layer
     size, training = detector.spec.input_size, detector.training
@@ -137,6 +139,8 @@ def cam_layer(detector: Detector) -> str:
 
 def _predicted_probability(detector: Detector, images: torch.Tensor, signs: torch.Tensor,
                            threshold: float) -> torch.Tensor:
+    import torch
+
     with torch.no_grad():
         return torch.sigmoid(signs * (detector(images).float() - threshold))
 
@@ -144,6 +148,9 @@ def _predicted_probability(detector: Detector, images: torch.Tensor, signs: torc
 def deletion_insertion(detector: Detector, images: torch.Tensor, maps: torch.Tensor, signs: torch.Tensor,
                        threshold: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-image areas under the deletion and insertion curves of the predicted class's probability."""
+    import torch
+    import torchvision.transforms.v2.functional as TF
+
     n, _, height, width = images.shape
     pixels = height * width
     baseline = TF.gaussian_blur(images, kernel_size=[11, 11], sigma=[5.0, 5.0])
@@ -160,6 +167,8 @@ def deletion_insertion(detector: Detector, images: torch.Tensor, maps: torch.Ten
 
 def rank_similarity(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
     """Per-image Spearman correlation of two sets of absolute maps (NaN where a map is constant)."""
+    from scipy.stats import rankdata
+
     a = rankdata(first.abs().flatten(1).cpu().numpy(), axis=1)
     b = rankdata(second.abs().flatten(1).cpu().numpy(), axis=1)
     a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
@@ -169,6 +178,8 @@ def rank_similarity(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
 
 def centre_share(maps: torch.Tensor, centre: float) -> np.ndarray:
     """Per-image share of absolute attribution mass inside the central square of side ``centre``."""
+    import torch
+
     height, width = maps.shape[-2:]
     top, left = round(height * (1 - centre) / 2), round(width * (1 - centre) / 2)
     mass = maps.abs()
@@ -192,6 +203,8 @@ def mean_with_interval(values: np.ndarray, resamples: int, level: float, seed: i
 
 def _in_batches(function: Callable[..., torch.Tensor], images: torch.Tensor, *per_image: torch.Tensor,
                 batch_size: int = 256) -> torch.Tensor:
+    import torch
+
     return torch.cat([
         function(images[start : start + batch_size], *(t[start : start + batch_size] for t in per_image))
         for start in range(0, len(images), batch_size)
@@ -214,6 +227,11 @@ def explain(
 
     ``randomised`` is the same architecture with random weights (the randomisation check's reference).
     """
+    import torch
+    from tqdm.auto import tqdm
+
+    from bench.training import no_bars
+
     detector.eval().to(device)
     randomised.eval().to(device)
     images = torch.tensor(np.concatenate([real, fake]), device=device).float() / 255
@@ -267,6 +285,11 @@ def _area_share(size: int, centre: float) -> float:
 def draw(images: torch.Tensor, labels: np.ndarray, fake_probability: torch.Tensor, maps: dict[str, torch.Tensor],
          per_class: int, title: str) -> bytes:
     """A PNG grid: one row per image (reals, then fakes), the image and one overlay per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # non-interactive, before pyplot is imported
+    import matplotlib.pyplot as plt
+
     rows = [*np.flatnonzero(labels == 0)[:per_class], *np.flatnonzero(labels == 1)[:per_class]]
     columns = ["image", *maps]
     figure, axes = plt.subplots(len(rows), len(columns), figsize=(1.8 * len(columns), 1.8 * len(rows)),

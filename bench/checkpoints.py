@@ -2,8 +2,10 @@
 
 ``<data_dir>/checkpoints/<key>.safetensors`` holds a detector's weights (never a pickle); ``<key>.json``
 holds the sha256 of that file and what training measured (threshold, validation metrics, history). The JSON
-is written last, so a checkpoint without it was interrupted and does not count. Trained generators use the
-same layout under ``<data_dir>/generators``.
+is written last, so a checkpoint without it was interrupted and does not count. A checkpoint whose sidecar is
+unreadable or whose weights do not match it is set aside (``*.corrupt``) and counts as missing, so it is
+retrained; temporary files of killed runs (``.KEY.*``) are deleted when the store is opened. Trained generators
+use the same layout under ``<data_dir>/generators``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.files import file_sha256, write_atomic
+from bench.files import file_sha256, remove_abandoned, temp_suffix, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +42,38 @@ class CheckpointStore:
 
     def __init__(self, data_dir: Path, folder: str = "checkpoints") -> None:
         self.root = Path(data_dir) / folder
+        remove_abandoned(self.root)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` has a complete checkpoint (its sidecar is written last); nothing is checked or moved."""
+        return (self.root / f"{key}.json").is_file() and (self.root / f"{key}.safetensors").is_file()
 
     def get(self, key: str) -> Checkpoint | None:
         """The checkpoint for ``key``, or None if absent or corrupt (a corrupt one is set aside and logged)."""
         weights, sidecar = self.root / f"{key}.safetensors", self.root / f"{key}.json"
         if not sidecar.is_file():
             return None
-        info = json.loads(sidecar.read_text())
-        if not weights.is_file() or file_sha256(weights) != info.get("sha256"):
-            log.warning("checkpoint %s does not match its recorded sha256: set aside, it will be retrained", key)
-            for path in (weights, sidecar):
-                if path.exists():
-                    path.replace(path.with_suffix(path.suffix + ".corrupt"))
-            return None
-        return Checkpoint(key, weights, info)
+        try:
+            info = json.loads(sidecar.read_text())
+        except ValueError:  # not JSON, or not UTF-8 text
+            info = None
+        if not isinstance(info, dict):
+            problem = f"its sidecar {sidecar.name} is not a JSON object"
+        elif not weights.is_file() or file_sha256(weights) != info.get("sha256"):
+            problem = "it does not match its recorded sha256"
+        else:
+            return Checkpoint(key, weights, info)
+        log.warning("checkpoint %s: %s: set aside as *.corrupt, it will be retrained", key, problem)
+        for path in (weights, sidecar):
+            if path.exists():
+                path.replace(path.with_suffix(path.suffix + ".corrupt"))
+        return None
 
     def put(self, key: str, state: dict[str, torch.Tensor], info: dict) -> Checkpoint:
         """Store weights and information under ``key``; returns the stored checkpoint."""
         self.root.mkdir(parents=True, exist_ok=True)
         weights = self.root / f"{key}.safetensors"
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".safetensors", dir=self.root)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=temp_suffix(), dir=self.root)
         os.close(fd)
         try:
             save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp, metadata={"key": key})

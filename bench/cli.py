@@ -1,40 +1,44 @@
-"""The ``bench`` command line."""
+"""The ``bench`` command line.
+
+Each command imports what it needs when it runs, so that ``bench --help``, ``bench CMD --help`` and
+``bench list`` start without torch, pandas or matplotlib (``python benchmarks/cli_speed.py`` times them).
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import functools
-import json
+import importlib
 import logging
-from dataclasses import asdict
+import math
+import shutil
+import sys
+import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import yaml
 
 from bench import __version__
-from bench.attribution import ATTRIBUTIONS
-from bench.audit import audit, render_report
-from bench.audit import deduplicate as deduplicate_source
-from bench.detector import DETECTORS
-from bench.diff import diff_records
-from bench.files import write_atomic
-from bench.generator import GENERATORS, generate_source
-from bench.importers import import_cifake, import_folder, import_npz, locate_cifake
-from bench.leaderboard import write_leaderboard
-from bench.perturbations import PERTURBATIONS
-from bench.preview import save_grid
-from bench.provenance import stamp
-from bench.records import RecordError, load_records
-from bench.registry import UnknownPluginError
-from bench.runner import Runner
-from bench.scaffold import ScaffoldError, new_detector
-from bench.sources import LABELS, SourceError, SourceStore
-from bench.suite import SuiteError, load_suite, suite_names
-from bench.verify import verify as verify_records
+from bench.sources import LABELS
+
+if TYPE_CHECKING:
+    from bench.suite import Suite
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "bench"
-EXPECTED_ERRORS = (SourceError, SuiteError, UnknownPluginError, FileNotFoundError, RecordError, ScaffoldError)
+# The harness's errors that mean bad input, not a bug. An error can only be raised once its module is
+# loaded, so they are looked up in sys.modules rather than imported up front.
+EXPECTED_ERRORS = {"bench.sources": "SourceError", "bench.suite": "SuiteError", "bench.registry": "UnknownPluginError",
+                   "bench.records": "RecordError", "bench.scaffold": "ScaffoldError"}
+REGISTRIES = {"detectors": ("bench.detector", "DETECTORS"), "generators": ("bench.generator", "GENERATORS"),
+              "perturbations": ("bench.perturbations", "PERTURBATIONS"),
+              "attributions": ("bench.attribution", "ATTRIBUTIONS")}
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """FileNotFoundError and the classes of :data:`EXPECTED_ERRORS` whose modules are loaded."""
+    loaded = [getattr(sys.modules[module], name) for module, name in EXPECTED_ERRORS.items() if module in sys.modules]
+    return (FileNotFoundError, *loaded)
 
 
 def friendly_errors(command):
@@ -44,7 +48,7 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except EXPECTED_ERRORS as exc:
+        except expected_errors() as exc:  # evaluated only once an exception is raised
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
@@ -80,24 +84,64 @@ def main(verbose: bool) -> None:
 @data_dir_option
 @friendly_errors
 def list_command(kind: str, pattern: str, data_dir: Path) -> None:
-    """List registered plugins, shipped suites or cached sources, filtered by a wildcard PATTERN."""
+    """List registered plugins, shipped suites or cached sources, filtered by a wildcard PATTERN.
+
+    Plugins come with a one-line description. Suites come with their size: jobs (training sets x
+    detectors x seeds), trainings (jobs x grid points), cells (jobs x fake test sources x perturbations),
+    training images per class and test images per source.
+    """
     if kind == "suites":
-        names = suite_names(pattern)
+        list_suites(pattern)
     elif kind == "sources":
+        from bench.sources import SourceStore
+
         store = SourceStore(data_dir)
         for name in store.names():
             if fnmatch.fnmatchcase(name, pattern):
                 m = store.manifest(name)
                 click.echo(f"{name}\t{m.label}\t{m.split}\t{m.count}\t{m.sha256[:12]}")
-        return
     else:
-        registry = {"detectors": DETECTORS, "generators": GENERATORS, "perturbations": PERTURBATIONS,
-                    "attributions": ATTRIBUTIONS}[kind]
+        module, attribute = REGISTRIES[kind]
+        registry = getattr(importlib.import_module(module), attribute)
         names = registry.names(pattern)
         for broken, reason in registry.broken.items():
             click.echo(f"warning: plugin {broken!r} failed to load: {reason}", err=True)
-    for name in names:
-        click.echo(name)
+        width = max(map(len, names), default=0)
+        for name in names:
+            click.echo(f"{name:<{width}}  {registry.description(name)}".rstrip())
+
+
+def list_suites(pattern: str) -> None:
+    """A table of the shipped suites matching ``pattern``: their size and the first sentence of their description."""
+    from bench.suite import SuiteError, load_suite, suite_names
+
+    rows = [("SUITE", "JOBS", "TRAININGS", "CELLS", "TRAIN/CLASS", "TEST/SOURCE", "DESCRIPTION")]
+    for name in suite_names(pattern):
+        try:
+            suite = load_suite(name)
+        except SuiteError as exc:
+            rows.append((name, "", "", "", "", "", f"invalid: {str(exc).splitlines()[0]}"))
+            continue
+        rows.append((name, *suite_scale(suite), suite.description.split(". ")[0].strip()))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    room = max(40, shutil.get_terminal_size().columns - sum(widths) - 2 * len(widths))
+    for *columns, description in rows:  # counts right-aligned
+        cells = [c.rjust(w) if 0 < i < 4 else c.ljust(w) for i, (c, w) in enumerate(zip(columns, widths, strict=True))]
+        click.echo("  ".join([*cells, textwrap.shorten(description, room, placeholder=" ...")]).rstrip())
+
+
+def suite_scale(suite: Suite) -> tuple[str, str, str, str, str]:
+    """A suite's jobs, trainings (grid points included), cells, training images per class and test images per source."""
+    jobs = len(suite.train) * len(suite.detectors) * len(suite.seeds)
+    grid_points = sum(math.prod(len(values) for values in entry.grid.values()) for entry in suite.detectors)
+    trainings = len(suite.train) * len(suite.seeds) * grid_points
+    cells = jobs * len(suite.test_fakes()) * len(suite.perturbations)
+
+    def images(limit: int | None) -> str:
+        return "all" if limit is None else f"{limit:,}"
+
+    per_class = "/".join(dict.fromkeys(images(train.limit) for train in suite.train))
+    return f"{jobs:,}", f"{trainings:,}", f"{cells:,}", per_class, images(suite.test.limit)
 
 
 @main.group()
@@ -121,6 +165,9 @@ def import_cifake_command(path: Path | None, data_dir: Path, data_root: Path | N
 
     Without PATH, looks under --data-root, then downloads the archive from Kaggle.
     """
+    from bench.importers import import_cifake, locate_cifake
+    from bench.sources import SourceStore
+
     location = path or locate_cifake(data_root, data_dir / "downloads")
     store = SourceStore(data_dir)
     for split in ("train", "test"):
@@ -139,6 +186,9 @@ def import_cifake_command(path: Path | None, data_dir: Path, data_root: Path | N
 @friendly_errors
 def import_folder_command(path: Path, name: str, label: str, split: str, data_dir: Path, skip_bad: bool) -> None:
     """Import every 32x32 RGB image in the folder PATH as one source."""
+    from bench.importers import import_folder
+    from bench.sources import SourceStore
+
     manifest = import_folder(SourceStore(data_dir), path, name, label, split, skip_bad=skip_bad)
     click.echo(f"{manifest.name}: {manifest.count} images, sha256 {manifest.sha256[:12]}")
 
@@ -153,6 +203,9 @@ def import_folder_command(path: Path, name: str, label: str, split: str, data_di
 @friendly_errors
 def import_npz_command(path: Path, name: str, label: str, split: str, key: str, data_dir: Path) -> None:
     """Import a uint8 image array, (N, 3, 32, 32) or (N, 32, 32, 3), from the .npz file PATH."""
+    from bench.importers import import_npz
+    from bench.sources import SourceStore
+
     manifest = import_npz(SourceStore(data_dir), path, name, label, split, key=key)
     click.echo(f"{manifest.name}: {manifest.count} images, sha256 {manifest.sha256[:12]}")
 
@@ -163,6 +216,8 @@ def import_npz_command(path: Path, name: str, label: str, split: str, key: str, 
 @friendly_errors
 def data_show(name: str, data_dir: Path) -> None:
     """Print the manifest of the cached source NAME (its pixels are checked against its sha256)."""
+    from bench.sources import SourceStore
+
     click.echo(SourceStore(data_dir).load(name).manifest.to_json())
 
 
@@ -180,6 +235,15 @@ def data_audit(
     names: tuple[str, ...], tolerance: float, report: Path | None, deduplicate: bool, data_dir: Path
 ) -> None:
     """Find exact and near duplicates within the cached sources NAMES and between their test and train splits."""
+    import json
+    from dataclasses import asdict
+
+    from bench.audit import audit, render_report
+    from bench.audit import deduplicate as deduplicate_source
+    from bench.files import write_atomic
+    from bench.provenance import stamp
+    from bench.sources import SourceStore
+
     store = SourceStore(data_dir)
     sources = [store.load(name) for name in names]
     overlaps, drop = audit(sources, tolerance)
@@ -200,12 +264,16 @@ def data_audit(
     write_atomic(report.with_suffix(".json"), json.dumps(summary, indent=2).encode())
 
 
+LONG_RUN_SECONDS = 3 * 3600  # beyond this estimate, bench run asks for --yes on a terminal
+
+
 @main.command()
 @click.option("--suite", "suite_name", required=True, help="Shipped suite name (`bench list suites`) or YAML path.")
 @data_dir_option
 @data_root_option
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for this run's records/ and leaderboard  [default: results/<suite name>]")
+              help="Folder for this run's records/ and leaderboard  [default: runs/<suite name>]; name a folder "
+              "under results/ to publish into it.")
 @click.option("--train-limit", type=int, help="Override: training images per class.")
 @click.option("--test-limit", type=int, help="Override: test images per source.")
 @click.option("--epochs", type=int, help="Override: epochs for every detector.")
@@ -213,6 +281,21 @@ def data_audit(
 @click.option("--detectors", "detector_pattern", help="Override: detectors matching comma-separated wildcards.")
 @click.option("--bootstrap", type=int, help="Override: bootstrap resamples per interval.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where jobs run: this machine, or Ray tasks (a local Ray instance, or --address).")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs at once: worker processes sharing the GPU or splitting the CPU cores (ray: a local "
+              "instance's job slots).")
+@click.option("--address", help="Ray cluster to join: auto or HOST:PORT (ray executor; default: start one here).")
+@click.option("--gpus-per-job", type=click.FloatRange(min=0), help="Ray: GPUs per job, fractions allowed "
+              "[default: 1/--parallel when a GPU is present, else 0].")
+@click.option("--cpus-per-job", type=click.FloatRange(min=0.01), default=1, show_default=True,
+              help="Ray: CPUs per job.")
+@click.option("--shared-cache", is_flag=True, help="Ray: workers read prepared data from --data-dir (a shared "
+              "file system) instead of Ray's object store.")
+@click.option("--dry-run", is_flag=True, help="Print the sources, jobs and cells with an estimated time; train "
+              "and write nothing.")
+@click.option("--yes", is_flag=True, help="Go on without asking when the estimate is longer than a few hours.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")
 @friendly_errors
 def run(
@@ -227,12 +310,27 @@ def run(
     detector_pattern: str | None,
     bootstrap: int | None,
     device: str,
+    executor: str,
+    parallel: int,
+    address: str | None,
+    gpus_per_job: float | None,
+    cpus_per_job: float,
+    shared_cache: bool,
+    dry_run: bool,
+    yes: bool,
     progress: bool | None,
 ) -> None:
     """Run a suite: import sources, train detectors, score every cell, render the leaderboard.
 
-    Cells whose record already exists are skipped, so rerunning an interrupted run resumes it.
+    Cells whose record already exists are skipped, so rerunning an interrupted run resumes it. Without a
+    terminal, one line per finished job is printed.
     """
+    from bench.estimate import duration
+    from bench.executors import make_executor
+    from bench.runner import Runner
+    from bench.suite import load_suite
+    from bench.training import pick_device
+
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     except ValueError:
@@ -240,11 +338,34 @@ def run(
     suite = load_suite(suite_name).with_overrides(
         train_limit, test_limit, epochs, seed_list, detector_pattern, bootstrap
     )
-    runner = Runner(data_dir, results or Path("results") / suite.name, data_root, device, progress=progress)
-    summary = runner.run(suite)
-    log = logging.getLogger(__name__)
-    log.info("%d cells computed, %d already recorded", len(summary.computed), len(summary.skipped))
-    click.echo(summary.leaderboard["markdown"])
+    chosen = pick_device(device)
+    if gpus_per_job is None:
+        gpus_per_job = 1 / parallel if chosen.type == "cuda" else 0.0
+    terminal = sys.stderr.isatty()
+
+    def report(line: str) -> None:
+        if not terminal:
+            click.echo(line, err=True)
+
+    runner = Runner(
+        data_dir, results or Path("runs") / suite.name, data_root, device, progress=progress, report=report,
+        executor=make_executor(executor, parallel, address, gpus_per_job, cpus_per_job, shared_cache),
+    )
+    if dry_run:
+        click.echo(runner.dry_run(suite).text())
+        return
+
+    def before(estimate) -> None:
+        click.echo(f"{suite.name}: {estimate.line()}", err=True)
+        if estimate.total > LONG_RUN_SECONDS:
+            click.echo(f"warning: this run is estimated at {duration(estimate.total)} on {estimate.device}; "
+                       "on a CPU, `bench run --suite quickstart` is the cross-generator matrix at CPU scale", err=True)
+            if terminal and not yes:
+                raise click.ClickException("not started: pass --yes to run it anyway")
+
+    summary = runner.run(suite, before=before)
+    click.echo(f"{len(summary.computed)} cells computed, {len(summary.skipped)} reused from earlier runs; "
+               f"leaderboard: {summary.leaderboard['markdown']}", err=True)
 
 
 @main.group()
@@ -258,6 +379,9 @@ def leaderboard() -> None:
 @friendly_errors
 def leaderboard_render(directory: Path, title: str | None) -> None:
     """Re-render DIRECTORY/leaderboard.{md,csv,json,html} from the records in DIRECTORY/records/."""
+    from bench.leaderboard import write_leaderboard
+    from bench.records import load_records
+
     records = list(load_records(directory).values())
     if not records:
         raise click.ClickException(f"no records in {directory / 'records'}: run a suite first")
@@ -281,6 +405,10 @@ def leaderboard_diff(old: Path, new: Path, tolerance: float, output: Path | None
     when the old and new confidence intervals do not overlap. Exits with status 1 when a metric got worse
     by more than --tolerance and the change is real.
     """
+    from bench.diff import diff_records
+    from bench.files import write_atomic
+    from bench.records import load_records
+
     result = diff_records(load_records(old), load_records(new), tolerance)
     report = result.markdown(str(old), str(new))
     if output:
@@ -319,6 +447,8 @@ def verify(
     temporary folder against --data-dir (cached checkpoints are reused). Prints a report of every number
     that drifted by more than --tolerance and exits with status 1; prints nothing when all agree.
     """
+    from bench.verify import verify as verify_records
+
     folders = list(directories) or sorted(p.parent for p in Path("results").glob("*/records"))
     if not folders:
         raise click.ClickException("no results folders given and none with records/ under results/")
@@ -347,11 +477,15 @@ def new_detector_command(name: str, directory: Path) -> None:
     It holds a pyproject.toml with the bench.detectors entry point, a module with the registered model
     factory to edit, a suite running it beside LeNet, and a README on installing, running and submitting.
     """
+    from bench.scaffold import new_detector
+
     click.echo(new_detector(name, directory))
 
 
 def parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
     """``key=value`` pairs as a dict, each value read as YAML (``8``, ``[8, 16]``, ``null``, ``ddim``)."""
+    import yaml
+
     settings = {}
     for item in values:
         key, sep, value = item.partition("=")
@@ -392,19 +526,26 @@ def generate(
     `bench list generators` names the generators. Rerunning with the same settings reuses the cached model
     and source.
     """
+    from bench.generator import generate_source
+
     manifest = generate_source(data_dir, generator, settings, train_source, count, seed, name, split, progress)
     click.echo(f"{manifest.name}: {manifest.count} images, sha256 {manifest.sha256[:12]}")
 
 
 @main.command()
 @click.argument("source")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG file to write  [default: SOURCE.png in the current folder]")
 @click.option("--count", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images shown.")
 @click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Enlargement factor.")
 @data_dir_option
 @friendly_errors
-def show(source: str, out: Path, count: int, scale: int, data_dir: Path) -> None:
+def show(source: str, out: Path | None, count: int, scale: int, data_dir: Path) -> None:
     """Write a PNG grid of the first images of the cached SOURCE, enlarged so that they can be looked at."""
+    from bench.preview import save_grid
+    from bench.sources import SourceStore
+
     images = SourceStore(data_dir).load(source).images[:count]
+    out = out or Path(f"{source}.png")
     save_grid(images, out, scale)
-    click.echo(f"{out}: {len(images)} images of {source}")
+    click.echo(f"wrote {out}: {len(images)} images of {source}")

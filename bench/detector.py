@@ -1,4 +1,7 @@
-"""Detectors: registered factories of models that map images in [0, 1] to one "fake" logit each."""
+"""Detectors: registered factories of models that map images in [0, 1] to one "fake" logit each.
+
+Registering and listing detectors imports no torch; the model wrapper is :class:`bench.model.Detector`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,15 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from bench.recipe import Recipe
 from bench.registry import Registry, summary
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from bench.model import Detector
 
 CIFAKE_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 channel statistics: CIFAKE's reals are CIFAR-10
 CIFAKE_STD = (0.2470, 0.2435, 0.2616)
@@ -22,9 +28,9 @@ class DetectorSpec:
     """A detector plugin: its factory and metadata.
 
     ``factory(**kwargs)`` returns an ``nn.Module`` taking normalised (B, 3, H, W) images and returning
-    (B, 1) or (B,) logits, "fake" positive. Normalisation is applied by :class:`Detector`, so attacks and
-    attributions work on pixel values in [0, 1]. A factory that accepts ``num_classes`` (as timm's do)
-    can also be trained for source attribution, returning (B, num_classes) logits.
+    (B, 1) or (B,) logits, "fake" positive. Normalisation is applied by :class:`bench.model.Detector`, so
+    attacks and attributions work on pixel values in [0, 1]. A factory that accepts ``num_classes`` (as
+    timm's do) can also be trained for source attribution, returning (B, num_classes) logits.
     """
 
     name: str
@@ -42,7 +48,9 @@ class DetectorSpec:
         return "num_classes" in inspect.signature(self.factory).parameters
 
 
-DETECTORS: Registry[DetectorSpec] = Registry("detector", "bench.detectors", "detectors", spec_type=DetectorSpec)
+DETECTORS: Registry[DetectorSpec] = Registry(
+    "detector", "bench.detectors", "bench.detectors", spec_type=DetectorSpec
+)
 
 
 def register_detector(
@@ -73,46 +81,16 @@ def register_detector(
     return decorate
 
 
-class Detector(nn.Module):
-    """A detector model with its normalisation inside: input pixels in [0, 1], output (B,) "fake" logits.
-
-    With ``classes`` (source attribution: class 0 is real, the others are the fake sources) the model has
-    one output per class; the "fake" logit is then the log-odds of "not real",
-    ``logsumexp(z[1:]) - z[0]``, so detection metrics, attacks and attributions work unchanged.
-    """
-
-    def __init__(self, spec: DetectorSpec, model: nn.Module, classes: tuple[str, ...] = ()) -> None:
-        super().__init__()
-        self.spec = spec
-        self.model = model
-        self.classes = classes
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
-
-    def class_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, number of classes) logits of a source-attribution model."""
-        return self.model((images - self.mean) / self.std).reshape(images.shape[0], max(len(self.classes), 1))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return fake_logits(self.class_logits(images))
-
-
-def fake_logits(class_logits: torch.Tensor) -> torch.Tensor:
-    """(B,) "fake" logits from (B, classes) outputs: the one logit of a detector, or, for source attribution
-    (class 0 = real), the log-odds of "not real", ``logsumexp(z[1:]) - z[0]``."""
-    if class_logits.shape[1] == 1:
-        return class_logits[:, 0]
-    return torch.logsumexp(class_logits[:, 1:].float(), dim=1) - class_logits[:, 0].float()
-
-
 def build_detector(
-    name: str, pretrained: str | Path | None = None, classes: tuple[str, ...] = (), **kwargs
+    name: str, pretrained: str | Path | None = None, classes: tuple[str, ...] = (), adapt: str = "resize", **kwargs
 ) -> Detector:
     """Build a registered detector by name; ``pretrained`` is an optional local safetensors file.
 
     ``classes`` (real first, then the fake sources) builds a source-attribution model with one output
     per class, for factories that accept ``num_classes``.
     """
+    from bench.model import Detector
+
     spec = DETECTORS.get(name)
     if classes:
         if not spec.attributes_sources:
@@ -122,7 +100,7 @@ def build_detector(
     model = spec.factory(**kwargs)
     if pretrained is not None:
         load_pretrained(model, Path(pretrained))
-    return Detector(spec, model, tuple(classes))
+    return Detector(spec, model, tuple(classes), adapt)
 
 
 def load_pretrained(model: nn.Module, path: Path) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import IDENTITY_FIELDS, Identity, by_identity, describe, identity, metric_text
+from bench.records import IDENTITY_FIELDS, CellIdentity, by_identity, describe, identity, metric_text
 
 LOWER_IS_BETTER = frozenset({"evasion_rate"})
 HEADLINE = ("accuracy", "roc_auc")  # shown for added and removed cells
@@ -24,7 +24,7 @@ HEADLINE = ("accuracy", "roc_auc")  # shown for added and removed cells
 class Change:
     """One metric of one cell whose value differs between the old and the new record."""
 
-    cell: Identity
+    cell: CellIdentity
     metric: str
     old: float
     new: float

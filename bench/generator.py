@@ -21,16 +21,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
-from bench.checkpoints import CheckpointStore
 from bench.provenance import content_key, stamp
 from bench.registry import Registry, summary
 from bench.sources import NAME_PATTERN, Manifest, SourceError, SourceStore, validate_images
-from bench.training import pick_device, seed_everything
+
+if TYPE_CHECKING:  # torch is imported where used, so that listing and validating generators needs none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ class GeneratorSpec:
     version: int = 1
 
 
-GENERATORS: Registry[GeneratorSpec] = Registry("generator", "bench.generators", "generators", spec_type=GeneratorSpec)
+GENERATORS: Registry[GeneratorSpec] = Registry(
+    "generator", "bench.generators", "bench.generators", spec_type=GeneratorSpec
+)
 
 
 def register_generator(
@@ -139,6 +141,8 @@ def training_subset(images: np.ndarray, limit: int | None, seed: int) -> np.ndar
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Images in [-1, 1] as uint8 numpy (N, C, H, W)."""
+    import torch
+
     return images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
@@ -147,29 +151,29 @@ def sampling_seed(seed: int, split: str) -> int:
     return seed if split == "test" else int(content_key([seed, split])[:8], 16)
 
 
-def generate_source(
-    data_dir: Path,
-    generator: str,
-    config: dict,
-    train_source: str | None,
-    count: int,
-    seed: int,
-    name: str,
-    split: str = "test",
-    progress: bool | None = None,
-) -> Manifest:
-    """Make the fake source ``name``: ``count`` images from ``generator`` (trained on ``train_source``).
+@dataclass(frozen=True)
+class Generation:
+    """What a generated source will be: its generator, resolved config and content keys (nothing computed)."""
 
-    The model is trained unless it is pretrained or cached; a cached source of the same key is returned
-    without recomputing anything. Raises :class:`GeneratorError` (a :class:`SourceError`) for unusable input.
-    """
+    spec: GeneratorSpec
+    config: dict
+    model: ImageGenerator
+    weights: dict | None
+    trained_on: dict | None
+    model_key: str
+    source_key: str
+
+
+def plan_generation(
+    data_dir: Path, generator: str, config: dict, train_source: str | None, count: int, seed: int, split: str = "test"
+) -> Generation:
+    """The keys of a generated source; the training source must be cached (its sha256 is part of the key)."""
+    from bench.training import seed_everything
+
     if count < 1:
         raise GeneratorError(f"count must be at least 1, got {count}")
-    if not NAME_PATTERN.match(name):  # checked before any training
-        raise GeneratorError(f"source name {name!r} is not allowed: use lower-case letters, digits, '.', '_', '-', '@'")
     spec = GENERATORS.get(generator)
     config = resolve_config(spec, config)
-    store = SourceStore(data_dir)
     seed_everything(seed)  # factories may initialise weights
     model = spec.factory(**config)
     weights = model.pretrained()
@@ -181,7 +185,7 @@ def generate_source(
             raise GeneratorError(
                 f"generator {generator!r} is trained on real images: name a training source (--train-source)"
             )
-        trained_on = {"name": train_source, "sha256": store.manifest(train_source).sha256}
+        trained_on = {"name": train_source, "sha256": SourceStore(data_dir).manifest(train_source).sha256}
     elif train_source is not None:
         log.warning("generator %s uses pretrained weights: training source %s is not used", generator, train_source)
     sampling = {k: config[k] for k in spec.sampling}
@@ -194,13 +198,43 @@ def generate_source(
         "seed": seed if weights is None else None,
     })
     source_key = content_key({"model": model_key, "sampling": sampling, "count": count, "seed": seed, "split": split})
+    return Generation(spec, config, model, weights, trained_on, model_key, source_key)
+
+
+def generate_source(
+    data_dir: Path,
+    generator: str,
+    config: dict,
+    train_source: str | None,
+    count: int,
+    seed: int,
+    name: str,
+    split: str = "test",
+    progress: bool | None = None,
+    device: str = "auto",
+) -> Manifest:
+    """Make the fake source ``name``: ``count`` images from ``generator`` (trained on ``train_source``).
+
+    The model is trained unless it is pretrained or cached; a cached source of the same key is returned
+    without recomputing anything. Raises :class:`GeneratorError` (a :class:`SourceError`) for unusable input.
+    """
+    from bench.checkpoints import CheckpointStore
+    from bench.training import pick_device
+
+    if not NAME_PATTERN.match(name):  # checked before any training
+        raise GeneratorError(f"source name {name!r} is not allowed: use lower-case letters, digits, '.', '_', '-', '@'")
+    plan = plan_generation(data_dir, generator, config, train_source, count, seed, split)
+    config, model, weights, trained_on, model_key = (plan.config, plan.model, plan.weights, plan.trained_on,
+                                                     plan.model_key)
+    sampling = {k: config[k] for k in plan.spec.sampling}
+    store = SourceStore(data_dir)
     if store.exists(name):
         cached = store.manifest(name)
-        if cached.origin.get("key") == source_key:
+        if cached.origin.get("key") == plan.source_key:
             return cached
         log.info("source %s was made with other settings: rebuilding it", name)
 
-    device = pick_device()
+    device = pick_device(device)
     sample_seed = sampling_seed(seed, split)
     if weights is None:
         checkpoints = CheckpointStore(data_dir, "generators")
@@ -228,7 +262,8 @@ def generate_source(
         "train_source": trained_on,
         "model": model_info,
         "sampling": {**sampling, "seed": sample_seed, "count": count},
-        "key": source_key,
+        "key": plan.source_key,
+        "identity": plan.source_key,
         "provenance": stamp(seed, str(device)),
     }
     encoding = {"format": "raw", "lossless": True, "files": {"raw uint8 (generated)": count}}

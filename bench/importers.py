@@ -15,12 +15,17 @@ import urllib.request
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
+from bench.files import file_sha256
+from bench.provenance import content_key
+from bench.registry import Registry
 from bench.sources import Label, Manifest, SourceError, SourceStore, validate_images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -66,8 +71,9 @@ def describe_encoding(image: Image.Image) -> str:
     return f"JPEG {'q' + str(quality) if quality else 'custom tables'} {sampling}"
 
 
-def decode_image(data: bytes, file: str, size: int) -> tuple[np.ndarray, str]:
-    """Decode one image file into (3, size, size) uint8 and its encoding; raise ImageFileError if unusable."""
+def decode_image(data: bytes, file: str, size: int | None) -> tuple[np.ndarray, str]:
+    """Decode one image file into (3, size, size) uint8 (any square size if None) and its encoding; raise
+    ImageFileError if unusable."""
     if not data:
         raise ImageFileError(file, "the file is empty", "Replace it with the original image", "empty file")
     try:
@@ -87,7 +93,7 @@ def decode_image(data: bytes, file: str, size: int) -> tuple[np.ndarray, str]:
             "Convert it to RGB first (e.g. Pillow's Image.convert('RGB'))",
             f"mode {mode}",
         )
-    if (width, height) != (size, size):
+    if size is not None and (width, height) != (size, size):
         raise ImageFileError(
             file,
             f"size {width}x{height}, expected {size}x{size}",
@@ -98,23 +104,34 @@ def decode_image(data: bytes, file: str, size: int) -> tuple[np.ndarray, str]:
 
 
 def decode_all(
-    items: Iterable[tuple[str, Callable[[], bytes]]], size: int, skip_bad: bool
+    items: Iterable[tuple[str, Callable[[], bytes]]], size: int | None, skip_bad: bool
 ) -> tuple[np.ndarray, list[str], dict, dict]:
-    """Decode ``(file name, read)`` pairs into an array; returns images, files, encoding and skipped counts."""
-    images, files, encodings, skipped = [], [], Counter(), Counter()
+    """Decode ``(file name, read)`` pairs into an array; returns images, files, encoding and skipped counts.
+
+    With ``size`` None the images may have any square size, the same for all: the most common one.
+    """
+    decoded, skipped = [], Counter()
     for file, read in items:
         try:
-            pixels, encoding = decode_image(read(), file, size)
+            decoded.append((file, *decode_image(read(), file, size)))
         except ImageFileError as exc:
             if not skip_bad:
                 raise
             skipped[exc.reason] += 1
-            continue
-        images.append(pixels)
-        files.append(file)
-        encodings[encoding] += 1
-    array = np.stack(images) if images else np.empty((0, 3, size, size), np.uint8)
-    return array, files, dict(encodings), dict(skipped)
+    if size is None and decoded:
+        shape = Counter(pixels.shape[1:] for _, pixels, _ in decoded).most_common(1)[0][0]
+        odd = [(file, pixels.shape) for file, pixels, _ in decoded if pixels.shape[1:] != shape]
+        if shape[0] != shape[1]:
+            raise SourceError(f"the images are {shape[1]}x{shape[0]} pixels: resize or crop them to a square size")
+        if odd and not skip_bad:
+            file, (_, height, width) = odd[0]
+            raise ImageFileError(file, f"size {width}x{height}, expected {shape[0]}x{shape[0]} like most images "
+                                 "beside it", f"Resize the images to {shape[0]}x{shape[0]} first", "wrong size")
+        skipped["wrong size"] += len(odd)
+        size = shape[0]
+        decoded = [d for d in decoded if d[1].shape[1:] == shape]
+    array = np.stack([d[1] for d in decoded]) if decoded else np.empty((0, 3, size or 32, size or 32), np.uint8)
+    return array, [d[0] for d in decoded], dict(Counter(d[2] for d in decoded)), dict(+skipped)
 
 
 def import_folder(
@@ -123,10 +140,10 @@ def import_folder(
     name: str,
     label: Label,
     split: str = "test",
-    size: int = 32,
+    size: int | None = None,
     skip_bad: bool = False,
 ) -> Manifest:
-    """Import every image file directly inside ``folder`` as one source."""
+    """Import every image file directly inside ``folder`` as one source (square images of one size)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"{folder} is not a folder of images: check the path")
@@ -148,7 +165,8 @@ def import_folder(
     if others:
         skipped["not an image file"] = len(others)
     validate_images(images, f"{folder}")
-    origin = {"importer": "folder", "path": str(folder.resolve())}
+    origin = {"importer": "folder", "path": str(folder.resolve()),
+              "identity": folder_identity(folder, label, split, skip_bad)}
     return store.save(name, images, label, split, origin, {"files": encoding}, files, skipped)
 
 
@@ -159,7 +177,6 @@ def import_npz(
     label: Label,
     split: str = "test",
     key: str = "images",
-    size: int = 32,
 ) -> Manifest:
     """Import a uint8 array stored under ``key`` in an .npz file, as (N, 3, H, W) or (N, H, W, 3)."""
     path = Path(path)
@@ -173,29 +190,39 @@ def import_npz(
     if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
         images = images.transpose(0, 3, 1, 2)
     validate_images(images, f"{path}[{key!r}]")
-    if images.shape[2:] != (size, size):
-        raise SourceError(f"{path}[{key!r}]: images are {images.shape[2]}x{images.shape[3]}, expected {size}x{size}")
-    origin = {"importer": "npz", "path": str(path.resolve()), "key": key}
+    if images.shape[2] != images.shape[3]:
+        raise SourceError(f"{path}[{key!r}]: images are {images.shape[2]}x{images.shape[3]}, expected square images")
+    origin = {"importer": "npz", "path": str(path.resolve()), "key": key,
+              "identity": npz_identity(path, key, label, split)}
     files = [f"{path.name}[{i}]" for i in range(len(images))]
     encoding = {"files": {"array": len(images)}}
     return store.save(name, np.ascontiguousarray(images), label, split, origin, encoding, files)
 
 
-def locate_cifake(data_root: Path | None, download_dir: Path) -> Path:
-    """Find CIFAKE (zip or extracted folder) under ``data_root`` or in the download cache, else download it."""
-    candidates = []
-    if data_root is not None:
-        data_root = Path(data_root)
-        candidates += [data_root / "cifake.zip", data_root / "cifake", data_root]
-    candidates.append(download_dir / "cifake.zip")
-    for candidate in candidates:
+def _cifake_candidates(data_root: Path | None, download_dir: Path) -> list[Path]:
+    data_root = Path(data_root) if data_root is not None else None
+    return [*([data_root / "cifake.zip", data_root / "cifake", data_root] if data_root else []),
+            download_dir / "cifake.zip"]
+
+
+def find_cifake(data_root: Path | None, download_dir: Path) -> Path | None:
+    """CIFAKE (zip or extracted folder) under ``data_root`` or in the download cache; None if not there."""
+    for candidate in _cifake_candidates(data_root, download_dir):
         if candidate.is_file() and zipfile.is_zipfile(candidate):
             return candidate
         if candidate.is_dir() and any(
             (candidate / split / folder).is_dir() for split in ("train", "test") for folder in ("REAL", "FAKE")
         ):
             return candidate
-    return download_cifake(download_dir / "cifake.zip", looked_in=candidates[:-1])
+    return None
+
+
+def locate_cifake(data_root: Path | None, download_dir: Path) -> Path:
+    """Find CIFAKE (zip or extracted folder) under ``data_root`` or in the download cache, else download it."""
+    found = find_cifake(data_root, download_dir)
+    if found is not None:
+        return found
+    return download_cifake(download_dir / "cifake.zip", looked_in=_cifake_candidates(data_root, download_dir)[:-1])
 
 
 def download_cifake(dest: Path, looked_in: list[Path] = (), url: str | None = None) -> Path:
@@ -252,7 +279,8 @@ def import_cifake(
             ((f"{prefix}{p.name}", p.read_bytes) for p in paths), 32, skip_bad
         )
     validate_images(images, f"{location}:{prefix}")
-    origin = {"importer": "cifake", "path": str(location.resolve()), "members": prefix}
+    origin = {"importer": "cifake", "path": str(location.resolve()), "members": prefix,
+              "identity": cifake_identity(location, split, label, skip_bad)}
     return store.save(name, images, label, split, origin, {"files": encoding}, files, skipped)
 
 
@@ -262,3 +290,181 @@ def _require_members(members: list, location: Path, prefix: str) -> None:
             f"{location} has no {prefix} images: expected the Kaggle CIFAKE layout "
             "train/REAL, train/FAKE, test/REAL, test/FAKE"
         )
+
+
+# ---- identities: what a cached source must match to be reused ------------------------------------------------
+
+
+def _identity(importer: str, path: Path, listing: list, **settings: object) -> str:
+    """A content key over an importer's input: its resolved path, a hash of its file listing, its settings."""
+    return content_key({"importer": importer, "path": str(Path(path).resolve()), "listing": content_key(listing),
+                        **settings})
+
+
+def cifake_identity(location: Path, split: str, label: Label, skip_bad: bool) -> str:
+    """Identity of one CIFAKE part: the archive or folder, and the names, sizes (and CRCs) of its members."""
+    prefix = f"{split}/{CIFAKE_CLASS_DIRS[label]}/"
+    if location.is_file():
+        with zipfile.ZipFile(location) as archive:
+            listing = [(i.filename, i.file_size, i.CRC) for i in archive.infolist()
+                       if i.filename.startswith(prefix) and not i.is_dir()]
+    else:
+        folder = location / prefix
+        listing = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return _identity("cifake", location, listing, split=split, label=label, skip_bad=skip_bad)
+
+
+def folder_identity(folder: Path, label: Label, split: str, skip_bad: bool) -> str:
+    """Identity of a folder source: the folder and the names and sizes of the files in it."""
+    listing = sorted((os.fsencode(p.name).hex(), p.stat().st_size) for p in Path(folder).iterdir() if p.is_file())
+    return _identity("folder", folder, listing, label=label, split=split, skip_bad=skip_bad)
+
+
+def npz_identity(path: Path, key: str, label: Label, split: str) -> str:
+    """Identity of an .npz source: the file's sha256 and the array's name."""
+    return _identity("npz", path, [file_sha256(path)], key=key, label=label, split=split)
+
+
+# ---- the importer registry -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportContext:
+    """Where importers read from and write to."""
+
+    store: SourceStore
+    data_root: Path | None
+    data_dir: Path
+    device: str = "auto"
+    progress: bool | None = None
+
+    def input_path(self, path: str) -> Path:
+        """A suite's ``path:`` under the data root (absolute paths as they are)."""
+        if Path(path).is_absolute():
+            return Path(path)
+        if self.data_root is None:
+            raise SourceError(f"{path!r} is read relative to the data root: pass --data-root DIR "
+                              "(or set BENCH_DATA_ROOT)")
+        return Path(self.data_root) / path
+
+
+class Importer(Protocol):
+    """A way to obtain a source. ``fields``: the suite keys it takes besides importer, label, split, skip_bad."""
+
+    fields: frozenset[str]
+
+    def check(self, spec: Any) -> None:
+        """Raise ValueError (with what is allowed) if ``spec`` cannot work; called when a suite loads."""
+
+    def identity(self, spec: Any, context: ImportContext) -> str | None:
+        """The key a cached source must carry to be reused; None when it cannot be known without importing."""
+
+    def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
+        """Import (or generate) the source ``name`` into ``context.store``."""
+
+
+IMPORTERS: Registry[Importer] = Registry("importer", "bench.importers", "bench.importers")
+
+
+class CifakeImporter:
+    """CIFAKE (Bird & Lotfi 2023) from cifake.zip or its extracted folder under the data root, else Kaggle."""
+
+    fields = frozenset()
+
+    def check(self, spec: Any) -> None:
+        """Any split and label of CIFAKE exists."""
+
+    def identity(self, spec: Any, context: ImportContext) -> str | None:
+        location = find_cifake(context.data_root, context.data_dir / "downloads")
+        return None if location is None else cifake_identity(location, spec.split, spec.label, spec.skip_bad)
+
+    def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
+        location = locate_cifake(context.data_root, context.data_dir / "downloads")
+        return import_cifake(context.store, location, spec.split, spec.label, name=name, skip_bad=spec.skip_bad)
+
+
+class FolderImporter:
+    """Every image file directly inside a folder (``path:`` under the data root)."""
+
+    fields = frozenset({"path"})
+
+    def check(self, spec: Any) -> None:
+        if not spec.path:
+            raise ValueError("the folder importer needs 'path' (relative to the data root)")
+
+    def identity(self, spec: Any, context: ImportContext) -> str | None:
+        folder = context.input_path(spec.path)
+        return folder_identity(folder, spec.label, spec.split, spec.skip_bad) if folder.is_dir() else None
+
+    def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
+        return import_folder(context.store, context.input_path(spec.path), name, spec.label, spec.split,
+                             skip_bad=spec.skip_bad)
+
+
+class NpzImporter:
+    """A uint8 image array in an .npz file (``path:`` under the data root, ``key:`` the array's name)."""
+
+    fields = frozenset({"path", "key"})
+
+    def check(self, spec: Any) -> None:
+        if not spec.path:
+            raise ValueError("the npz importer needs 'path' (relative to the data root)")
+
+    def identity(self, spec: Any, context: ImportContext) -> str | None:
+        path = context.input_path(spec.path)
+        return npz_identity(path, spec.key, spec.label, spec.split) if path.is_file() else None
+
+    def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
+        return import_npz(context.store, context.input_path(spec.path), name, spec.label, spec.split, key=spec.key)
+
+
+class CachedImporter:
+    """A source already in the cache, e.g. made by `bench data audit --deduplicate`."""
+
+    fields = frozenset()
+
+    def check(self, spec: Any) -> None:
+        """Nothing to check until the cache is opened."""
+
+    def identity(self, spec: Any, context: ImportContext) -> str | None:
+        return None
+
+    def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
+        return context.store.manifest(name)  # raises, saying how to make it
+
+
+class GeneratorImporter:
+    """Images sampled from a generator plugin (trained by the harness on ``train_source`` unless pretrained)."""
+
+    fields = frozenset({"generator", "config", "train_source", "count", "seed"})
+
+    def check(self, spec: Any) -> None:
+        from bench.generator import GENERATORS, GeneratorError, resolve_config
+
+        if spec.generator is None or spec.count is None:
+            raise ValueError("the generator importer needs 'generator' and 'count'")
+        try:
+            resolve_config(GENERATORS.get(spec.generator), spec.config)
+        except (GeneratorError, KeyError) as exc:
+            raise ValueError(f"config: {exc}") from None
+        if spec.label != "fake":
+            raise ValueError("a generated source is labelled 'fake'")
+
+    def identity(self, spec: Any, context: ImportContext) -> str | None:
+        from bench.generator import plan_generation
+
+        if spec.train_source and not context.store.exists(spec.train_source):
+            return None
+        return plan_generation(context.data_dir, spec.generator, spec.config, spec.train_source, spec.count,
+                               spec.seed, spec.split).source_key
+
+    def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
+        from bench.generator import generate_source
+
+        return generate_source(context.data_dir, spec.generator, spec.config, spec.train_source, spec.count,
+                               spec.seed, name, split=spec.split, progress=context.progress, device=context.device)
+
+
+for _name, _importer in (("cifake", CifakeImporter()), ("folder", FolderImporter()), ("npz", NpzImporter()),
+                         ("cached", CachedImporter()), ("generator", GeneratorImporter())):
+    IMPORTERS.register(_name, _importer)

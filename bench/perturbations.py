@@ -7,24 +7,30 @@ Corruptions (jpeg, blur, noise, resize) ignore the detector. Attacks (fgsm, pgd)
 and are untargeted: each image is pushed away from its true label, reals towards "fake" and fakes
 towards "real", within an L-infinity budget ``eps`` on pixel values in [0, 1]. ``eps`` may be written as
 a fraction of 8-bit levels, e.g. ``"8/255"``.
+
+A perturbation's parameters are checked against its signature (type hints, with bounds written as
+``Annotated[..., Field(...)]``, see :func:`parameters_model`) when a suite is loaded and on every call.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-import torch
-import torch.nn.functional as F
-import torchattacks
-import torchvision.transforms.v2.functional as TF
-from torch import nn
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from bench.detector import Detector
 from bench.encoding import jpeg_roundtrip
 from bench.registry import Registry
+
+if TYPE_CHECKING:  # torch and the attack library are imported where used, so that listing needs neither
+    import torch
+    import torchattacks
+
+    from bench.model import Detector
 
 
 class Perturbation(Protocol):
@@ -37,13 +43,43 @@ PERTURBATIONS: Registry[Perturbation] = Registry("perturbation", "bench.perturba
 
 
 def register_perturbation(name: str) -> Callable[[Perturbation], Perturbation]:
-    """Decorator that registers a perturbation function under ``name``."""
+    """Decorator that registers a perturbation function under ``name``; each call checks its parameters against
+    the function's signature (:func:`parameters_model`) and raises a pydantic ValidationError (a ValueError)."""
 
     def decorate(function: Perturbation) -> Perturbation:
-        PERTURBATIONS.register(name, function, origin=function.__module__)
-        return function
+        @functools.wraps(function)
+        def checked(images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
+                    **params: Any) -> torch.Tensor:
+            parameters_model(function).model_validate(params)
+            return function(images, labels, detector, generator, **params)
+
+        PERTURBATIONS.register(name, checked, origin=function.__module__)
+        return checked
 
     return decorate
+
+
+@functools.cache
+def parameters_model(function: Callable) -> type[BaseModel]:
+    """A strict pydantic model of a perturbation's parameters (those after images, labels, detector and generator),
+    read from its signature: each hint (bounds as ``Annotated[..., Field(...)]``) and default. A parameter without
+    a usable hint takes any value; a ``**params`` catch-all allows any name."""
+    function = inspect.unwrap(function)
+    fields: dict[str, Any] = {}
+    extra = "forbid"
+    for parameter in list(inspect.signature(function).parameters.values())[4:]:
+        if parameter.kind is parameter.VAR_KEYWORD:
+            extra = "allow"
+        elif parameter.kind is not parameter.VAR_POSITIONAL:
+            hint = Any if parameter.annotation is parameter.empty else parameter.annotation
+            if isinstance(hint, str):  # postponed annotations, resolved as typing.get_type_hints would
+                try:
+                    hint = eval(hint, function.__globals__)
+                except NameError:  # a name imported only for type checkers
+                    hint = Any
+            fields[parameter.name] = (hint, ... if parameter.default is parameter.empty else parameter.default)
+    return create_model(f"{function.__name__}_parameters", __config__=ConfigDict(strict=True, extra=extra),
+                        **fields)
 
 
 @register_perturbation("clean")
@@ -54,22 +90,24 @@ def clean(images: torch.Tensor, labels: torch.Tensor, detector: Detector, genera
 
 @register_perturbation("jpeg")
 def jpeg(
-    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator, quality: int = 75
+    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
+    quality: Annotated[int, Field(ge=1, le=95)] = 75,
 ) -> torch.Tensor:
     """Re-encode each image as a Pillow JPEG at ``quality`` (1-95) and decode it again."""
-    if not 1 <= quality <= 95:
-        raise ValueError(f"jpeg quality must be in 1..95, got {quality}")
+    import torch
+
     pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     return torch.from_numpy(jpeg_roundtrip(pixels, quality)).to(images.device, images.dtype) / 255
 
 
 @register_perturbation("blur")
 def blur(
-    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator, sigma: float = 1.0
+    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
+    sigma: Annotated[float, Field(ge=0)] = 1.0,
 ) -> torch.Tensor:
     """Gaussian blur with standard deviation ``sigma`` pixels (kernel of 2*ceil(3*sigma)+1 pixels)."""
-    if sigma < 0:
-        raise ValueError(f"blur sigma must be >= 0, got {sigma}")
+    import torchvision.transforms.v2.functional as TF
+
     if sigma == 0:
         return images
     size = 2 * math.ceil(3 * sigma) + 1
@@ -78,22 +116,24 @@ def blur(
 
 @register_perturbation("noise")
 def noise(
-    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator, sigma: float = 0.05
+    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
+    sigma: Annotated[float, Field(ge=0)] = 0.05,
 ) -> torch.Tensor:
     """Additive Gaussian noise of standard deviation ``sigma`` (pixel values in [0, 1]), then clipped."""
-    if sigma < 0:
-        raise ValueError(f"noise sigma must be >= 0, got {sigma}")
+    import torch
+
     draw = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     return (images + sigma * draw).clamp(0, 1)
 
 
 @register_perturbation("resize")
 def resize(
-    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator, scale: float = 0.5
+    images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
+    scale: Annotated[float, Field(gt=0, le=1)] = 0.5,
 ) -> torch.Tensor:
     """Downscale by ``scale`` (antialiased bilinear), then upscale back to the original size."""
-    if not 0 < scale <= 1:
-        raise ValueError(f"resize scale must be in (0, 1], got {scale}")
+    import torch.nn.functional as F
+
     height, width = images.shape[-2:]
     small = F.interpolate(images, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
     return F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
@@ -110,24 +150,19 @@ def pixel_budget(value: float | str) -> float:
     return budget
 
 
-class TwoClassLogits(nn.Module):
-    """A detector's single "fake" logit z as two-class logits (0, z), the form torchattacks attacks.
+def _budget(value: float | str) -> float | str:
+    pixel_budget(value)  # raises if it is not one
+    return value
 
-    Cross-entropy on (0, z) is the detector's binary cross-entropy, so the attack follows its gradient.
-    """
 
-    def __init__(self, detector: Detector) -> None:
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.detector(images)
-        return torch.stack([torch.zeros_like(logits), logits], dim=1)
+PixelBudget = Annotated[float | str, AfterValidator(_budget)]  # a number in [0, 1] or a fraction like "8/255"
 
 
 def _attack(attack: torchattacks.Attack, images: torch.Tensor, labels: torch.Tensor,
             generator: torch.Generator) -> torch.Tensor:
     """Run ``attack`` in float32 with the global RNG (used by random starts) seeded from ``generator``."""
+    import torch
+
     devices = [images.device] if images.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.autocast(images.device.type, enabled=False):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
@@ -137,9 +172,13 @@ def _attack(attack: torchattacks.Attack, images: torch.Tensor, labels: torch.Ten
 @register_perturbation("fgsm")
 def fgsm(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
-    eps: float | str = "4/255",
+    eps: PixelBudget = "4/255",
 ) -> torch.Tensor:
     """FGSM (Goodfellow et al. 2015): one signed-gradient step of size ``eps``."""
+    import torchattacks
+
+    from bench.model import TwoClassLogits
+
     budget = pixel_budget(eps)
     if budget == 0:
         return images
@@ -149,12 +188,15 @@ def fgsm(
 @register_perturbation("pgd")
 def pgd(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
-    eps: float | str = "4/255", steps: int = 10, step: float | str | None = None, random_start: bool = True,
+    eps: PixelBudget = "4/255", steps: Annotated[int, Field(ge=1)] = 10, step: PixelBudget | None = None,
+    random_start: bool = True,
 ) -> torch.Tensor:
     """PGD (Madry et al. 2018): ``steps`` signed-gradient steps of ``step`` (default eps/4) within ``eps``."""
+    import torchattacks
+
+    from bench.model import TwoClassLogits
+
     budget = pixel_budget(eps)
-    if steps < 1:
-        raise ValueError(f"pgd steps must be >= 1, got {steps}")
     if budget == 0:
         return images
     alpha = budget / 4 if step is None else pixel_budget(step)

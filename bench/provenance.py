@@ -14,10 +14,10 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
+from bench import __version__
 
 CODE_PATHS = (":(top)bench", ":(top)detectors", ":(top)generators", ":(top)suites", ":(top)pyproject.toml")
-PACKAGES = ("bench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pillow", "safetensors", "pandas",
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "scikit-learn", "pillow", "safetensors", "pandas",
             "torchattacks", "captum", "diffusers", "transformers")
 
 
@@ -28,8 +28,8 @@ def content_key(obj: object) -> str:
 
 @cache
 def versions() -> dict[str, str]:
-    """Installed versions of Python and the packages that shape results."""
-    found = {"python": platform.python_version()}
+    """Installed versions of Python, bench and the packages that shape results."""
+    found = {"python": platform.python_version(), "bench": __version__}
     for package in PACKAGES:
         try:
             found[package] = version(package)
@@ -68,6 +68,8 @@ def _cpu_model() -> str:
 @cache
 def hardware(device: str = "cpu") -> dict[str, object]:
     """The machine a result was measured on."""
+    import torch  # imported here: content_key serves modules that must load without torch
+
     info: dict[str, object] = {
         "device": device,
         "cpu": _cpu_model(),

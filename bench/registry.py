@@ -1,9 +1,10 @@
 """Typed plugin registries: decorator registration, fuzzy lookup and entry-point discovery.
 
-Built-in plugins live in a package (``detectors``, ``generators``) or module (``bench.perturbations``)
-whose submodules are imported on first use; third-party packages add plugins through the entry-point
-groups ``bench.detectors``, ``bench.generators`` and ``bench.perturbations``. An entry point may name a
-module that registers on import, or an object that is registered under the entry point's name.
+Built-in plugins live in a package (``bench.detectors``, ``bench.generators``) or module
+(``bench.perturbations``) whose submodules are imported on first use; third-party packages add plugins
+through the entry-point groups ``bench.detectors``, ``bench.generators`` and ``bench.perturbations``. An
+entry point may name a module that registers on import, or an object that is registered under the entry
+point's name. Plugin modules import torch inside their factories, so that listing plugins stays fast.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class Registry(Generic[T]):
         """Sorted names matching a shell-style wildcard pattern."""
         self.load()
         return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
+
+    def description(self, name: str) -> str:
+        """One line saying what ``name`` is: its spec's description, or its docstring's first line."""
+        item = self.get(name)
+        return item.description if self.spec_type is not None else summary(item)
 
     def origin(self, name: str) -> str:
         """Where ``name`` came from: ``builtin`` or the entry point that provided it."""

@@ -4,18 +4,23 @@ Layout under the data directory::
 
     sources/<name>/images.npy      the pixels, uint8 (N, 3, H, W)
     sources/<name>/manifest.json   count, split, label, sha256 of the pixels, origin, encoding
-    sources/<name>/files.txt       where each image came from, one line per image
+    sources/<name>/files.json      where each image came from: a JSON list, one name per image
+                                   (sources stored before it have files.txt, one name per line, still read)
 
 A source directory is written under a temporary name and renamed into place, so a reader sees either a
-complete source or none. Every load re-hashes the pixels against the manifest.
+complete source or none; temporary directories of killed imports are deleted when the store is opened. Every
+load re-hashes the pixels against the manifest. A damaged source (a file missing, truncated or unreadable, or
+pixels that no longer match the manifest) is set aside as ``sources/.<name>.corrupt`` and then counts as absent,
+so the next import of it (the runner imports every absent source) heals the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import re
+import secrets
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -24,6 +29,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from bench.files import remove_abandoned, temp_suffix
+
+log = logging.getLogger(__name__)
 
 Label = Literal["real", "fake"]
 LABELS: tuple[Label, ...] = ("real", "fake")
@@ -61,9 +70,14 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
+        """Parse a manifest; ValueError if ``text`` is not one."""
         data = json.loads(text)
-        data["shape"] = tuple(data["shape"])
-        return cls(**data)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        try:
+            return cls(**{**data, "shape": tuple(data["shape"])})
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a source manifest ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -94,42 +108,100 @@ def validate_images(images: np.ndarray, what: str) -> None:
 
 
 class SourceStore:
-    """The sources cached under ``<data_dir>/sources``."""
+    """The sources cached under ``<data_dir>/sources``.
+
+    ``exists``, ``manifest`` and ``load`` check a source's files first (``load`` also re-hashes its pixels). A
+    damaged source is set aside as ``.<name>.corrupt`` and treated as absent: ``exists`` returns False (and
+    logs a warning), ``manifest`` and ``load`` raise a one-line :class:`SourceError` naming the damaged file.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "sources"
+        remove_abandoned(self.root)
 
     def path(self, name: str) -> Path:
         return self.root / name
 
     def exists(self, name: str) -> bool:
-        return (self.path(name) / "manifest.json").is_file()
+        """Whether ``name`` is stored and its files are intact; a damaged source is set aside and reported absent."""
+        if not self.path(name).exists():
+            return False
+        try:
+            self._open(name)
+        except SourceError as exc:
+            log.warning("%s", exc)
+            return False
+        return True
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "manifest.json").is_file())
+        return sorted(p.name for p in self.root.iterdir() if NAME_PATTERN.match(p.name) and
+                      (p / "manifest.json").is_file())
 
     def manifest(self, name: str) -> Manifest:
-        path = self.path(name) / "manifest.json"
-        if not path.is_file():
+        """The manifest of a stored source; SourceError if it is absent or damaged (then set aside)."""
+        return self._open(name)[0]
+
+    def load(self, name: str) -> Source:
+        """Load a source and check its pixels against the manifest's sha256; SourceError if it is absent or
+        damaged (then set aside)."""
+        manifest, images = self._open(name)
+        folder = self.path(name)
+        if content_hash(images) != manifest.sha256:
+            raise self._set_aside(name, folder / "images.npy", "no longer matches the sha256 in manifest.json")
+        listing = folder / "files.json"
+        try:
+            if listing.is_file():
+                files = json.loads(listing.read_text())
+            else:  # stored before files.json: one name per line
+                listing = folder / "files.txt"
+                files = listing.read_bytes().decode().split("\n")[:-1]  # not read_text: it turns "\r" into "\n"
+        except (FileNotFoundError, ValueError):  # gone meanwhile; not JSON or not UTF-8 text
+            files = None
+        if not isinstance(files, list) or len(files) != manifest.count or not all(isinstance(f, str) for f in files):
+            raise self._set_aside(name, listing, f"is not a list of {manifest.count} file names")
+        return Source(manifest, images, tuple(files))
+
+    def _open(self, name: str) -> tuple[Manifest, np.ndarray]:
+        """The manifest and memory-mapped pixels of a stored source, after checking that its files are there and
+        readable (without re-hashing); raises SourceError if it is absent or damaged (then set aside)."""
+        folder = self.path(name)
+        if not folder.exists():
             raise SourceError(
                 f"source {name!r} is not in {self.root}. Import it with `bench data import`, "
                 f"or run a suite that declares it. Cached: {', '.join(self.names()) or 'none'}"
             )
-        return Manifest.from_json(path.read_text())
+        file = folder / "manifest.json"
+        try:
+            manifest = Manifest.from_json(file.read_text())
+            file = folder / "images.npy"
+            images = np.load(file, mmap_mode="r")
+        except FileNotFoundError:
+            raise self._set_aside(name, file, "is missing") from None
+        except (ValueError, EOFError) as exc:  # not JSON or not a manifest; a truncated or garbled array
+            raise self._set_aside(name, file, f"is unreadable ({exc})") from None
+        if images.dtype != np.uint8 or images.shape != (manifest.count, *manifest.shape):
+            raise self._set_aside(name, file, f"holds {images.dtype} {images.shape}, not the manifest's uint8 "
+                                              f"{(manifest.count, *manifest.shape)}")
+        if not (folder / "files.json").is_file() and not (folder / "files.txt").is_file():
+            raise self._set_aside(name, folder / "files.json", "is missing")
+        return manifest, images
 
-    def load(self, name: str) -> Source:
-        """Load a source and check its pixels against the manifest's sha256."""
-        manifest = self.manifest(name)
-        images = np.load(self.path(name) / "images.npy", mmap_mode="r")
-        if content_hash(images) != manifest.sha256:
-            raise SourceError(
-                f"source {name!r} is corrupt: its pixels no longer match the sha256 in its manifest. "
-                f"Delete {self.path(name)} and import it again."
-            )
-        files = tuple((self.path(name) / "files.txt").read_text().splitlines())
-        return Source(manifest, images, files)
+    def _set_aside(self, name: str, file: Path, problem: str) -> SourceError:
+        """Rename a damaged source to ``.<name>.corrupt`` and return the (one-line) error that says so."""
+        problem, aside = " ".join(problem.split()), self.root / f".{name}.corrupt"
+        try:
+            if aside.exists():
+                shutil.rmtree(aside)
+            self.path(name).rename(aside)
+        except FileNotFoundError:
+            pass  # another process set it aside first
+        except OSError as exc:
+            return SourceError(f"source {name!r} is damaged: {file} {problem}; it cannot be set aside ({exc}): "
+                               f"delete {self.path(name)} and import it again")
+        return SourceError(f"source {name!r} is damaged: {file} {problem}; it was set aside as {aside} and the "
+                           "next `bench run` (or `bench data import`) imports it again")
 
     def save(
         self,
@@ -165,14 +237,14 @@ class SourceStore:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=temp_suffix(), dir=self.root))
         try:
             np.save(tmp / "images.npy", np.ascontiguousarray(images))
-            (tmp / "files.txt").write_text("".join(f"{f}\n" for f in files))
+            (tmp / "files.json").write_text(json.dumps(list(files)))
             (tmp / "manifest.json").write_text(manifest.to_json())
             final = self.path(name)
             if final.exists():
-                old = self.root / f".{name}.old.{os.getpid()}"
+                old = self.root / f".{name}.old.{secrets.token_hex(4)}{temp_suffix()}"
                 final.rename(old)
                 tmp.rename(final)
                 shutil.rmtree(old)

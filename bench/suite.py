@@ -1,8 +1,11 @@
 """Suites: YAML files saying which detectors, trained on which sources, are tested on which sources.
 
-A suite is validated against the schema below when it is loaded; an error names the key, the bad value
-and what is allowed. Size knobs (subset limits, epochs, seeds, bootstrap resamples) can be overridden
-from the command line without editing the file.
+A suite is validated against the schema below when it is loaded, so that nothing a suite says fails only
+after training: perturbation parameters, detector arguments and recipe values are checked against what their
+functions accept, duplicates and two names for the same images are refused. An error names the key, the bad
+value and what is allowed. Suite files are untrusted input: their size and the number of YAML nodes after
+alias expansion are capped before any Python object is built. Size knobs (subset limits, epochs, seeds,
+bootstrap resamples) can be overridden from the command line without editing the file.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import json
+import posixpath
 from importlib import resources
-from pathlib import Path
-from typing import Any, Literal, get_args
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,11 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.attribution import ATTRIBUTIONS, AttributionSettings
 from bench.detector import DETECTORS
 from bench.encoding import Encoding
-from bench.generator import GENERATORS, GeneratorError, resolve_config
-from bench.perturbations import PERTURBATIONS
+from bench.importers import IMPORTERS
+from bench.perturbations import PERTURBATIONS, parameters_model
 from bench.recipe import Recipe
 from bench.registry import Registry, UnknownPluginError
 from bench.sources import NAME_PATTERN, Label
+
+MAX_SUITE_BYTES = 1_000_000
+MAX_SUITE_NODES = 100_000  # YAML nodes after alias expansion; the shipped suites have a few hundred
 
 
 class SuiteError(ValueError):
@@ -40,6 +48,36 @@ def _registered(registry: Registry, name: str) -> str:
     return name
 
 
+def _explain(exc: ValidationError) -> str:
+    """A pydantic error as ``key: problem (got value)`` per key, on one line."""
+    problems: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else "value"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.setdefault(key, []).append(message)
+        values[key] = error.get("input")
+    explained = []
+    for key, messages in problems.items():
+        got = "" if f"got {values[key]!r}" in " ".join(messages) else f" (got {values[key]!r})"
+        explained.append(f"{key}: {' or '.join(messages)}{got}")
+    return "; ".join(explained)
+
+
+def _recipe_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` if they are valid recipe fields and values (checked by building a Recipe with them)."""
+    unknown = sorted(set(values) - set(Recipe.model_fields))
+    if unknown:
+        raise ValueError(f"unknown recipe field {unknown[0]!r}; allowed: {', '.join(sorted(Recipe.model_fields))}")
+    try:
+        Recipe.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(_explain(exc)) from None
+    return values
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,10 +89,8 @@ class SourceSpec(Strict):
     its ``config`` names pretrained weights) and samples ``count`` images with ``seed``.
     """
 
-    importer: Literal["cifake", "folder", "npz", "cached", "generator"] = Field(
-        description="cached: a source already in the cache, e.g. made by `bench data audit --deduplicate`; "
-        "generator: images sampled from a generator plugin"
-    )
+    importer: str = Field(description="importer plugin (`bench list importers`): cifake, folder, npz, cached "
+                          "(a source already in the cache) or generator (images sampled from a generator plugin)")
     label: Label
     split: Literal["train", "test"] = "test"
     path: str | None = Field(None, description="file or folder under the data root (folder and npz importers)")
@@ -66,25 +102,30 @@ class SourceSpec(Strict):
     count: int | None = Field(None, ge=1, description="images to sample")
     seed: int = Field(0, description="seed of the generator's training and sampling")
 
+    @field_validator("path")
+    @classmethod
+    def _inside_data_root(cls, path: str | None) -> str | None:
+        depth = 0
+        for part in PurePosixPath(path or "").parts:
+            depth += -1 if part == ".." else 1
+            if depth < 0:
+                raise ValueError("leads out of the data root: give a path under it, or an absolute path")
+        return path
+
+    @field_validator("importer")
+    @classmethod
+    def _known_importer(cls, name: str) -> str:
+        return _registered(IMPORTERS, name)
+
     @model_validator(mode="after")
     def _importer_fields(self) -> SourceSpec:
-        if self.importer in ("folder", "npz") and not self.path:
-            raise ValueError(f"the {self.importer} importer needs 'path' (relative to the data root)")
-        generating = {"generator": self.generator, "config": self.config, "train_source": self.train_source,
-                      "count": self.count}
-        if self.importer == "generator":
-            if self.generator is None or self.count is None:
-                raise ValueError("the generator importer needs 'generator' and 'count'")
-            _registered(GENERATORS, self.generator)
-            try:
-                resolve_config(GENERATORS.get(self.generator), self.config)
-            except GeneratorError as exc:
-                raise ValueError(f"config: {exc}") from None
-            if self.label != "fake":
-                raise ValueError("a generated source is labelled 'fake'")
-        elif any(generating.values()):
-            used = ", ".join(k for k, v in generating.items() if v)
-            raise ValueError(f"{used}: only the generator importer takes these keys")
+        importer = IMPORTERS.get(self.importer)
+        own = {"path", "key", "generator", "config", "train_source", "count", "seed"}
+        used = sorted(k for k in own - importer.fields if getattr(self, k) != type(self).model_fields[k].default)
+        if used:
+            raise ValueError(f"{', '.join(used)}: the {self.importer} importer does not take these keys "
+                             f"(it takes: {', '.join(sorted(importer.fields)) or 'none of them'})")
+        importer.check(self)
         return self
 
 
@@ -129,15 +170,35 @@ class DetectorEntry(Strict):
     def _known(cls, name: str) -> str:
         return _registered(DETECTORS, name)
 
-    @model_validator(mode="after")
-    def _recipe_fields(self) -> DetectorEntry:
-        allowed = set(Recipe.model_fields)
-        for field in [*self.recipe, *self.grid]:
-            if field not in allowed:
-                raise ValueError(f"unknown recipe field {field!r}; allowed: {', '.join(sorted(allowed))}")
-        for field, values in self.grid.items():
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, recipe: dict[str, Any]) -> dict[str, Any]:
+        return _recipe_overrides(recipe)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for field, values in grid.items():
             if not values:
                 raise ValueError(f"grid {field!r} has no values")
+            for value in values:
+                _recipe_overrides({field: value})
+        return grid
+
+    @model_validator(mode="after")
+    def _arguments(self) -> DetectorEntry:
+        """Every kwarg is an argument of the detector's factory (any name if it takes ``**kwargs``)."""
+        if "num_classes" in self.kwargs:
+            raise ValueError("kwargs: num_classes is set by bench (1, or one per class with attribute_sources)")
+        parameters = inspect.signature(DETECTORS.get(self.name).factory).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return self
+        accepted = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                    and p.name != "num_classes"]
+        unknown = sorted(set(self.kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"kwargs: detector {self.name!r} takes no argument(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(accepted) or 'none'}")
         return self
 
 
@@ -168,7 +229,17 @@ class PerturbationEntry(Strict):
         if unknown:
             raise ValueError(f"perturbation {self.name!r} has no parameter(s) {', '.join(unknown)}; "
                              f"allowed: {', '.join(accepted) or 'none'}")
+        try:
+            parameters_model(PERTURBATIONS.get(self.name)).model_validate(self.params)
+        except ValidationError as exc:
+            raise ValueError(f"perturbation {self.name!r}: {_explain(exc)}") from None
         return self
+
+    def effective_params(self) -> dict[str, Any]:
+        """The parameters with the perturbation's defaults filled in."""
+        defaults = {name: field.default for name, field in parameters_model(PERTURBATIONS.get(self.name))
+                    .model_fields.items() if not field.is_required()}
+        return defaults | self.params
 
     @property
     def label(self) -> str:
@@ -183,8 +254,8 @@ class Suite(Strict):
 
     name: str
     description: str = ""
-    seeds: list[int] = Field([0], min_length=1)
-    data_seed: int = Field(0, description="seed of the subset draws, shared by all training seeds")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1)
+    data_seed: int = Field(0, ge=0, description="seed of the subset draws, shared by all training seeds")
     sources: dict[str, SourceSpec]
     train: list[TrainSet] = Field(min_length=1)
     test: TestSet
@@ -196,6 +267,10 @@ class Suite(Strict):
     )
     encoding: Encoding = Field(
         Encoding(), description="file encoding applied to every source, real and fake alike (bench.encoding)"
+    )
+    input_size: Literal["resize", "center-crop"] = Field(
+        "resize", description="how images of another size reach a detector's input size: resized (bilinear, "
+        "antialiased) or centre-cropped (only to a smaller size); recorded in every record"
     )
     attribution: AttributionSettings | None = Field(
         None, description="explain and score the detectors on the clean test images (bench.attribution)"
@@ -210,6 +285,22 @@ class Suite(Strict):
             _registered(ATTRIBUTIONS, name)
         return settings
 
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, name: str) -> str:
+        if not NAME_PATTERN.match(name):
+            raise ValueError("the suite name names its results folder: use lower-case letters, digits, '.', '_', "
+                             "'-', '@', starting with a letter or digit")
+        return name
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seed(s) {', '.join(map(str, repeated))} listed twice: list each seed once")
+        return seeds
+
     @field_validator("sources")
     @classmethod
     def _source_names(cls, sources: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
@@ -218,12 +309,46 @@ class Suite(Strict):
                 raise ValueError(f"source name {name!r}: use lower-case letters, digits, '.', '_', '-', '@'")
         return sources
 
+    @field_validator("train")
+    @classmethod
+    def _distinct_train_names(cls, train: list[TrainSet]) -> list[TrainSet]:
+        names = [t.name for t in train]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"entries {names.index(name)} and {i} are both named {name!r}: give each "
+                                 "training set its own name")
+        return train
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, recipe: dict[str, Any]) -> dict[str, Any]:
+        return _recipe_overrides(recipe)
+
+    @field_validator("detectors")
+    @classmethod
+    def _distinct_detectors(cls, detectors: list[DetectorEntry]) -> list[DetectorEntry]:
+        seen: list[tuple[str, dict]] = []
+        for i, entry in enumerate(detectors):
+            if (entry.name, entry.kwargs) in seen:
+                raise ValueError(f"entries {seen.index((entry.name, entry.kwargs))} and {i} are both {entry.name!r} "
+                                 f"with kwargs {entry.kwargs}: records could not tell them apart; keep one")
+            seen.append((entry.name, entry.kwargs))
+        return detectors
+
+    @field_validator("perturbations")
+    @classmethod
+    def _distinct_perturbations(cls, perturbations: list[PerturbationEntry]) -> list[PerturbationEntry]:
+        seen: list[tuple[str, dict]] = []
+        for i, entry in enumerate(perturbations):
+            effective = (entry.name, entry.effective_params())
+            if effective in seen:
+                raise ValueError(f"entries {seen.index(effective)} and {i} are both {entry.name!r} with parameters "
+                                 f"{effective[1]} (defaults included): keep one")
+            seen.append(effective)
+        return perturbations
+
     @model_validator(mode="after")
     def _references(self) -> Suite:
-        unknown_recipe = set(self.recipe) - set(Recipe.model_fields)
-        if unknown_recipe:
-            allowed = ", ".join(sorted(Recipe.model_fields))
-            raise ValueError(f"recipe: unknown field(s) {sorted(unknown_recipe)}; allowed: {allowed}")
         declared = ", ".join(sorted(self.sources))
         for train in self.train:
             for label in ("real", "fake"):
@@ -248,6 +373,47 @@ class Suite(Strict):
             if name in used_in_training:
                 raise ValueError(f"source {name!r} is used for both training and testing")
         return self
+
+    @model_validator(mode="after")
+    def _no_aliases(self) -> Suite:
+        """Refuse two names for the same images among the test sources, or between a test and a training source,
+        and two training sets drawing on the same sources alike."""
+        testing = [self.test.real, *self.test_fakes()]
+        training = sorted({n for t in self.train for n in [*t.real, *t.fake]})
+        for i, name in enumerate(testing):
+            reads, what = self._reads(name)
+            for other in testing[:i]:
+                if self._reads(other)[0] == reads:
+                    raise ValueError(f"test sources {other!r} and {name!r} are the same images ({what}): "
+                                     "declare them once")
+            for other in training:
+                if self._reads(other)[0] == reads:
+                    raise ValueError(f"test source {name!r} and training source {other!r} are the same images "
+                                     f"({what}): test on images the detectors were not trained on")
+        seen: dict[str, str] = {}
+        for train in self.train:
+            draws = (sorted(self._reads(n)[0] for n in train.real), sorted(self._reads(n)[0] for n in train.fake),
+                     train.limit, train.attribute_sources)
+            if repr(draws) in seen:
+                raise ValueError(f"train sets {seen[repr(draws)]!r} and {train.name!r} draw the same real and fake "
+                                 "images: records could not tell them apart; keep one")
+            seen[repr(draws)] = train.name
+        return self
+
+    def _reads(self, name: str) -> tuple[tuple, str]:
+        """What a declared source's images are determined by (equal for two names of the same images), and
+        that in words. Folder, npz and generator sources are determined by their settings alone, CIFAKE by its
+        split and label, a cached source by its name; other importers by everything the suite says."""
+        spec = self.sources[name]
+        if spec.importer == "cached":
+            return ("cached", name), f"cached source {name!r}"
+        ignored = {"label", "split", "skip_bad"} if spec.importer in ("folder", "npz", "generator") else {"skip_bad"}
+        settings = spec.model_dump(exclude=ignored)
+        if spec.path is not None:
+            settings["path"] = posixpath.normpath(spec.path)
+        shown = {k: v for k, v in settings.items() if k in spec.model_fields_set or k in ("label", "split")}
+        what = f"importer {spec.importer}" + "".join(f", {k} {v!r}" for k, v in shown.items() if k != "importer")
+        return ("import", json.dumps(settings, sort_keys=True, default=str)), what
 
     def _check_source(self, name: str, label: str, where: str, declared: str) -> None:
         if name not in self.sources:
@@ -302,7 +468,7 @@ class Suite(Strict):
 
 def suite_names(pattern: str = "*") -> list[str]:
     """Names of the suites shipped with bench."""
-    files = resources.files("suites").iterdir()
+    files = resources.files("bench.suites").iterdir()
     return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml") and fnmatch.fnmatchcase(f.name[:-5], pattern))
 
 
@@ -312,9 +478,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise SuiteError(f"suite file {path} not found")
-        text, where = path.read_text(), str(path)
+        with open(path, "rb") as handle:
+            content, where = handle.read(MAX_SUITE_BYTES + 1), str(path)
     else:
-        shipped = resources.files("suites") / f"{name_or_path}.yaml"
+        shipped = resources.files("bench.suites") / f"{name_or_path}.yaml"
         if not shipped.is_file():
             close = difflib.get_close_matches(str(name_or_path), suite_names(), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -322,14 +489,55 @@ def load_suite(name_or_path: str | Path) -> Suite:
                 f"unknown suite {str(name_or_path)!r}.{hint} Shipped suites: {', '.join(suite_names())}; "
                 "or give the path of a .yaml file"
             )
-        text, where = shipped.read_text(), f"suites/{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{where} is not valid YAML: {exc}") from exc
+        content, where = shipped.read_bytes(), f"suites/{name_or_path}.yaml"
+    data = _parse_yaml(content, where)
     if not isinstance(data, dict):
         raise SuiteError(f"{where} must be a YAML mapping with keys {', '.join(Suite.model_fields)}")
     return _validate(data, where)
+
+
+def _parse_yaml(content: bytes, where: str) -> Any:
+    """The YAML document in ``content``, refused if it is over MAX_SUITE_BYTES or expands to more than
+    MAX_SUITE_NODES nodes: nodes are counted on the composed graph, each anchored node once (so a "billion
+    laughs" document is refused at once), before any Python object is built."""
+    if len(content) > MAX_SUITE_BYTES:
+        raise SuiteError(f"{where} is larger than {MAX_SUITE_BYTES:,} bytes: a suite file is a few kB")
+    try:
+        node = yaml.compose(content.decode("utf-8"), Loader=yaml.SafeLoader)
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set(), where) > MAX_SUITE_NODES:
+            raise SuiteError(f"{where} expands to more than {MAX_SUITE_NODES:,} YAML nodes (aliases included): "
+                             "a suite has a few hundred")
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"{where} is not UTF-8 text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{where} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise SuiteError(f"{where} is nested too deeply to be a suite") from None
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int], where: str) -> int:
+    """How many nodes ``node`` stands for once aliases are expanded (memoised per shared node)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        raise SuiteError(f"{where}: an alias refers to a node that contains it (line {node.start_mark.line + 1})")
+    open_nodes.add(id(node))
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes, open_nodes, where) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes, open_nodes, where) + _expanded_size(v, sizes, open_nodes, where)
+                    for k, v in node.value)
+    open_nodes.discard(id(node))
+    sizes[id(node)] = size = min(size, MAX_SUITE_NODES + 1)
+    return size
 
 
 def _allowed_keys(loc: tuple) -> list[str]:

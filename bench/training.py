@@ -18,8 +18,8 @@ from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from bench.augment import augment
-from bench.detector import Detector, fake_logits
 from bench.metrics import choose_threshold, point_metrics
+from bench.model import Detector, fake_logits
 from bench.recipe import Recipe
 
 

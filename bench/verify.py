@@ -13,7 +13,6 @@ drifted when its re-measured confidence interval does not reach the published in
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.provenance import content_key
-from bench.records import IDENTITY_FIELDS, Identity, identity, load_records, metric_text
+from bench.records import IDENTITY_FIELDS, CellIdentity, identity, load_records, metric_text
 from bench.runner import Runner
 from bench.suite import Suite, SuiteError
 
@@ -33,7 +32,7 @@ class Drift:
     """A published number that the re-measurement did not reproduce (``measured`` None: cell not re-measured)."""
 
     record: Path
-    cell: Identity
+    cell: CellIdentity
     metric: str
     published: float
     published_ci: tuple[float, float] | None
@@ -94,9 +93,6 @@ def _matches(record: dict, pattern: str | None) -> bool:
     return pattern is None or any(fnmatch.fnmatchcase(record["detector"], p) for p in pattern.split(","))
 
 
-def _cell(record: dict) -> tuple[Identity, str]:
-    """A record's cell, told apart from cells of the same detector with other constructor arguments."""
-    return identity(record), json.dumps(record["detector_kwargs"], sort_keys=True)
 
 
 def _rebuilt(record: dict, seeds: list[int], limit: int | None) -> Suite:
@@ -155,7 +151,7 @@ def verify(
         with tempfile.TemporaryDirectory(prefix="bench-verify-") as scratch:
             run = Runner(data_dir, Path(scratch), data_root, device, progress).run(suite)
         result.runs += 1
-        remeasured = {_cell(r): r for r in run.records}
+        remeasured = {identity(r): r for r in run.records}
         for path, record in records.items():
-            _compare(path, record, remeasured.get(_cell(record)), result)
+            _compare(path, record, remeasured.get(identity(record)), result)
     return result

@@ -1,10 +1,14 @@
 """EfficientNet-B0 (Tan & Le 2019) from timm."""
 
-import timm
-from torch import nn
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from bench.detector import register_detector
 from bench.recipe import Recipe
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register_detector(
@@ -17,6 +21,8 @@ def efficientnet_b0(num_classes: int = 1) -> nn.Module:
     The ImageNet network downsamples by 32, leaving a single pixel at 32x32; a stride-1 stem keeps a 2x2
     final map (total stride 16) at a fraction of the cost of upsampling the input to 224x224.
     """
+    import timm
+
     model = timm.create_model("efficientnet_b0", pretrained=False, num_classes=num_classes)
     model.conv_stem.stride = (1, 1)
     return model

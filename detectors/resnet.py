@@ -1,12 +1,14 @@
 """ResNet-50 (He et al. 2016) from timm."""
 
-from typing import Literal
+from __future__ import annotations
 
-import timm
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from bench.detector import register_detector
 from bench.recipe import Recipe
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register_detector("resnet50", recipe=Recipe(epochs=10, batch_size=128, lr=1e-3, augment=("flip",)), cam_layer="layer2")
@@ -18,6 +20,9 @@ def resnet50(stem: Literal["imagenet", "cifar"] = "imagenet", num_classes: int =
     8 and 4 pixels and usually scores higher, but costs ~16x the compute (about 11 vs 280 training
     images/s on 2 CPU cores), so it is opt-in per suite.
     """
+    import timm
+    from torch import nn
+
     model = timm.create_model("resnet50", pretrained=False, num_classes=num_classes)
     if stem == "cifar":
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)

@@ -1,10 +1,14 @@
 """Vision Transformer (Dosovitskiy et al. 2021) from timm."""
 
-import timm
-from torch import nn
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from bench.detector import register_detector
 from bench.recipe import Recipe
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register_detector(
@@ -17,6 +21,8 @@ def vit_tiny(patch_size: int = 4, num_classes: int = 1) -> nn.Module:
     The ImageNet configuration (16x16 patches at 224x224) would give 4 tokens at 32x32; re-patching keeps
     the token count close to the original design without upsampling.
     """
+    import timm
+
     return timm.create_model(
         "vit_tiny_patch16_224", pretrained=False, num_classes=num_classes, img_size=32, patch_size=patch_size
     )

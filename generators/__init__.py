@@ -1,1 +1,3 @@
-"""Built-in generator plugins, one module per family; each registers with ``@register_generator``."""
+"""Built-in generator plugins (installed as ``bench.generators``), one module per family; each registers with
+``@register_generator`` and imports torch and diffusers where they are used, so that listing generators
+does not."""

@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler
-
 from bench.files import file_sha256
 from bench.generator import GeneratorError
 
-SAMPLERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "ddpm": DDPMScheduler}
+# scheduler classes by name: diffusers is imported only when a sampler is used
+SAMPLERS = {"ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler", "ddpm": "DDPMScheduler"}
 
 
 def sampler_class(name: str) -> type:
     """The diffusers scheduler class of a sampler name (``ddim``, ``dpm`` or ``ddpm``)."""
     if name not in SAMPLERS:
         raise GeneratorError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
-    return SAMPLERS[name]
+    import diffusers
+
+    return getattr(diffusers, SAMPLERS[name])
 
 
 def hub_offline() -> bool:
@@ -35,6 +36,8 @@ def pipeline_folder(model: str, setting: str) -> Path:
         return path
     if path.is_absolute() or model.startswith((".", "~")) or path.exists():
         raise GeneratorError(f"{setting}={model}: no such folder (a diffusers pipeline saved with save_pretrained)")
+    from diffusers import DiffusionPipeline
+
     try:
         return Path(DiffusionPipeline.download(model, local_files_only=hub_offline()))
     except (OSError, ValueError) as exc:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
 
 from bench.generator import register_generator, to_uint8, training_subset
-from bench.training import no_bars
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def _init_weights(module: nn.Module) -> None:
     """The paper's initialisation: conv weights N(0, 0.02), batch-norm scales N(1, 0.02)."""
+    from torch import nn
+
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
@@ -25,6 +27,8 @@ def _init_weights(module: nn.Module) -> None:
 
 def generator_net(latent: int, width: int) -> nn.Sequential:
     """Transposed convolutions from a (latent, 1, 1) code to a 3x32x32 image in [-1, 1]."""
+    from torch import nn
+
     return nn.Sequential(
         nn.ConvTranspose2d(latent, width * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(width * 4), nn.ReLU(True),
         nn.ConvTranspose2d(width * 4, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), nn.ReLU(True),
@@ -35,6 +39,8 @@ def generator_net(latent: int, width: int) -> nn.Sequential:
 
 def discriminator_net(width: int) -> nn.Sequential:
     """Strided convolutions from a 3x32x32 image to one real/fake logit."""
+    from torch import nn
+
     return nn.Sequential(
         nn.Conv2d(3, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
         nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True),
@@ -60,6 +66,12 @@ class DCGAN:
 
     def fit(self, real: np.ndarray, seed: int, device: torch.device, progress: bool | None) -> dict:
         """Adam(lr, betas (beta1, 0.999)), BCE on logits, non-saturating generator loss."""
+        import torch
+        import torch.nn.functional as F
+        from tqdm.auto import tqdm
+
+        from bench.training import no_bars
+
         start = time.perf_counter()
         data = torch.tensor(training_subset(real, self.limit, seed), device=device).float().div_(127.5).sub_(1)
         net_g, net_d = self.net_g.to(device).train(), self.net_d.to(device).train()
@@ -99,14 +111,19 @@ class DCGAN:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.net_g.load_state_dict(state)
 
-    @torch.no_grad()
     def sample(self, count: int, seed: int, device: torch.device, progress: bool | None) -> np.ndarray:
         """Codes drawn from N(0, I) on the CPU (the same on any device), decoded in eval mode."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from bench.training import no_bars
+
         net_g = self.net_g.to(device).eval()
         codes = torch.randn(count, self.latent, 1, 1, generator=torch.Generator().manual_seed(seed))
-        out = [to_uint8(net_g(chunk.to(device))) for chunk in tqdm(
-            codes.split(self.batch_size), desc="dcgan: sampling", unit="batch", disable=no_bars(progress)
-        )]
+        with torch.no_grad():
+            out = [to_uint8(net_g(chunk.to(device))) for chunk in tqdm(
+                codes.split(self.batch_size), desc="dcgan: sampling", unit="batch", disable=no_bars(progress)
+            )]
         return np.concatenate(out)
 
 

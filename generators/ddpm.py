@@ -6,16 +6,16 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DModel
-from tqdm.auto import tqdm
 
 from bench.generator import GeneratorError, register_generator, to_uint8, training_subset
-from bench.training import autocast, no_bars
-from generators._diffusers import folder_fingerprint, pipeline_folder, sampler_class
+from bench.generators._diffusers import folder_fingerprint, pipeline_folder, sampler_class
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import UNet2DModel
 
 
 def build_unet(block_out_channels: Sequence[int], layers_per_block: int, attention: bool) -> UNet2DModel:
@@ -24,6 +24,8 @@ def build_unet(block_out_channels: Sequence[int], layers_per_block: int, attenti
     With ``attention``, every level below full resolution (16x16 and smaller, as in DDPM) and the middle
     block use self-attention.
     """
+    from diffusers import UNet2DModel
+
     channels = tuple(int(c) for c in block_out_channels)
     levels = range(len(channels))
     return UNet2DModel(
@@ -49,6 +51,8 @@ class DDPM:
         self.scheduler_config: dict = {}
         sampler_class(settings["sampler"])  # fail early on an unknown sampler
         if settings["pretrained"] is None:
+            from diffusers import DDPMScheduler
+
             self.unet = build_unet(settings["block_out_channels"], settings["layers_per_block"], settings["attention"])
             self.scheduler_config = dict(DDPMScheduler(
                 num_train_timesteps=settings["train_timesteps"], beta_schedule=settings["beta_schedule"]
@@ -63,6 +67,13 @@ class DDPM:
 
     def fit(self, real: np.ndarray, seed: int, device: torch.device, progress: bool | None) -> dict:
         """Adam on the MSE between drawn and predicted noise at uniformly drawn timesteps."""
+        import torch
+        import torch.nn.functional as F
+        from diffusers import DDPMScheduler
+        from tqdm.auto import tqdm
+
+        from bench.training import autocast, no_bars
+
         start = time.perf_counter()
         s = self.settings
         data = torch.tensor(training_subset(real, s["limit"], seed), device=device).float().div_(127.5).sub_(1)
@@ -100,6 +111,8 @@ class DDPM:
         self.unet.load_state_dict(state)
 
     def _load_pretrained(self) -> None:
+        from diffusers import DiffusionPipeline, UNet2DModel
+
         try:
             pipe = DiffusionPipeline.from_pretrained(self.folder)
         except (OSError, ValueError) as exc:
@@ -112,9 +125,13 @@ class DDPM:
             )
         self.unet, self.scheduler_config = unet, dict(pipe.scheduler.config)
 
-    @torch.no_grad()
     def sample(self, count: int, seed: int, device: torch.device, progress: bool | None) -> np.ndarray:
         """Denoise noise drawn on the CPU (the same on any device) with ``steps`` steps of ``sampler``."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from bench.training import autocast, no_bars
+
         if self.unet is None:
             self._load_pretrained()
         s = self.settings
@@ -123,8 +140,8 @@ class DDPM:
         noise = torch.randn(count, 3, 32, 32, generator=rng)
         chunks = noise.split(s["batch_size"])
         out = []
-        with tqdm(total=len(chunks) * s["steps"], desc=f"ddpm: sampling ({s['sampler']})", unit="step",
-                  disable=no_bars(progress)) as bar:
+        with torch.no_grad(), tqdm(total=len(chunks) * s["steps"], desc=f"ddpm: sampling ({s['sampler']})",
+                                   unit="step", disable=no_bars(progress)) as bar:
             for chunk in chunks:
                 scheduler = sampler_class(s["sampler"]).from_config(self.scheduler_config)
                 scheduler.set_timesteps(s["steps"])

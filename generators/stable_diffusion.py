@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from diffusers import StableDiffusionPipeline
 from PIL import Image
-from tqdm.auto import tqdm
 
 from bench.generator import GeneratorError, register_generator
-from bench.training import no_bars
-from generators._diffusers import folder_fingerprint, pipeline_folder, sampler_class
+from bench.generators._diffusers import folder_fingerprint, pipeline_folder, sampler_class
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import StableDiffusionPipeline
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -38,6 +39,9 @@ class StableDiffusion:
         return folder_fingerprint(self.folder)
 
     def _pipeline(self, device: torch.device) -> StableDiffusionPipeline:
+        import torch
+        from diffusers import StableDiffusionPipeline
+
         try:
             pipe = StableDiffusionPipeline.from_pretrained(self.folder)
         except (OSError, ValueError) as exc:
@@ -47,24 +51,29 @@ class StableDiffusion:
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device=device, dtype=torch.float16 if device.type == "cuda" else torch.float32)
 
-    @torch.no_grad()
     def sample(self, count: int, seed: int, device: torch.device, progress: bool | None) -> np.ndarray:
         """Generate at ``size`` x ``size`` and downscale to 32x32 with Lanczos filtering."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from bench.training import no_bars
+
         pipe = self._pipeline(device)
         seeds = torch.randint(2**62, (count,), generator=torch.Generator().manual_seed(seed)).tolist()
         out = []
         for start in tqdm(range(0, count, self.batch_size), desc="stable-diffusion: sampling", unit="batch",
                           disable=no_bars(progress)):
             batch = range(start, min(start + self.batch_size, count))
-            images = pipe(
-                prompt=[self.prompt.format_map({"class": CIFAR10_CLASSES[i % 10]}) for i in batch],
-                height=self.size,
-                width=self.size,
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance_scale,
-                generator=[torch.Generator().manual_seed(seeds[i]) for i in batch],
-                output_type="pil",
-            ).images
+            with torch.no_grad():
+                images = pipe(
+                    prompt=[self.prompt.format_map({"class": CIFAR10_CLASSES[i % 10]}) for i in batch],
+                    height=self.size,
+                    width=self.size,
+                    num_inference_steps=self.steps,
+                    guidance_scale=self.guidance_scale,
+                    generator=[torch.Generator().manual_seed(seeds[i]) for i in batch],
+                    output_type="pil",
+                ).images
             out += [np.asarray(im.convert("RGB").resize((32, 32), Image.LANCZOS)).transpose(2, 0, 1) for im in images]
         return np.stack(out)
 

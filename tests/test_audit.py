@@ -8,7 +8,6 @@ from click.testing import CliRunner
 from bench.audit import audit, find_duplicates
 from bench.cli import main
 from bench.importers import import_folder
-from bench.runner import Subset
 from bench.sources import SourceStore
 
 
@@ -61,11 +60,3 @@ def test_audit_counts_and_deduplicates_planted_copies(tmp_path):
     deduplicated = store.load("test-dedup")
     assert deduplicated.manifest.count == 17 and deduplicated.manifest.origin["deduplicated_from"] == "test"
     assert (tmp_path / "audit.json").is_file()
-
-
-def test_subset_counts_exact_copies_in_training_data():
-    images = np.arange(5 * 3 * 32 * 32, dtype=np.uint64).astype(np.uint8).reshape(5, 3, 32, 32)
-    images[:, 0, 0, 0] = np.arange(5)
-    train = Subset(images[:3], [], "a")
-    test = Subset(images[2:], [], "b")
-    assert test.copies_in(train) == 1

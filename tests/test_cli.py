@@ -2,37 +2,77 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from click.testing import CliRunner
 
 from bench.cli import main
+
+COMMANDS = [[], ["list"], ["run"], ["data"], ["data", "import"], ["data", "import", "cifake"],
+            ["data", "import", "folder"], ["data", "import", "npz"], ["data", "show"], ["data", "audit"],
+            ["leaderboard"], ["leaderboard", "render"], ["leaderboard", "diff"], ["verify"], ["new"],
+            ["new", "detector"], ["generate"], ["show"]]
+HEAVY_MODULES = ["torch", "torchvision", "timm", "diffusers", "transformers", "sklearn", "scipy", "pandas",
+                 "matplotlib", "captum", "torchattacks"]
 
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def test_list_detectors_with_a_wildcard():
+def first_column(output: str) -> list[str]:
+    return [line.split()[0] for line in output.splitlines()]
+
+
+def test_list_plugins_with_a_wildcard_and_a_description_each():
     result = invoke("list", "detectors")
     assert result.exit_code == 0
-    assert result.output.split() == ["alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "resnet50", "vit-tiny"]
-    assert invoke("list", "detectors", "*cnn").output.split() == ["cifake-cnn"]
-    assert "smoke" in invoke("list", "suites").output.split()
-    assert invoke("list", "perturbations").output.split() == ["blur", "clean", "fgsm", "jpeg", "noise", "pgd", "resize"]
+    assert first_column(result.output) == ["alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "resnet50", "vit-tiny"]
+    assert "lenet            LeNet-5 on 3-channel 32x32 input" in result.output
+    assert first_column(invoke("list", "detectors", "*cnn").output) == ["cifake-cnn"]
+    assert first_column(invoke("list", "perturbations").output) == [
+        "blur", "clean", "fgsm", "jpeg", "noise", "pgd", "resize"]
+    assert "DCGAN (Radford et al. 2016)" in invoke("list", "generators", "dcgan").output
 
 
-@pytest.mark.parametrize(
-    "command",
-    [[], ["list"], ["run"], ["data"], ["data", "import"], ["data", "import", "cifake"], ["data", "import", "folder"],
-     ["data", "import", "npz"], ["data", "show"], ["leaderboard"], ["leaderboard", "render"], ["leaderboard", "diff"],
-     ["verify"], ["new"], ["new", "detector"]],
-)
+def test_list_suites_shows_their_size():
+    lines = invoke("list", "suites").output.splitlines()
+    assert lines[0].split() == ["SUITE", "JOBS", "TRAININGS", "CELLS", "TRAIN/CLASS", "TEST/SOURCE", "DESCRIPTION"]
+    smoke = next(line.split() for line in lines if line.startswith("smoke "))
+    jobs, trainings, cells = (int(n.replace(",", "")) for n in smoke[1:4])
+    assert 0 < jobs <= trainings and cells % jobs == 0
+
+
+def test_help_and_listing_import_no_heavy_module():
+    """`bench --help`, `bench CMD --help` and `bench list` stay fast: none of them imports torch & co."""
+    commands = [[*command, "--help"] for command in COMMANDS] + [
+        ["list", kind] for kind in ("detectors", "generators", "perturbations", "attributions", "suites")]
+    script = textwrap.dedent(f"""
+        import sys
+        from click.testing import CliRunner
+        from bench.cli import main
+
+        for command in {json.dumps(commands)}:
+            result = CliRunner().invoke(main, command)
+            assert result.exit_code == 0, (command, result.output)
+        print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_everywhere(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
 
 
-def test_import_folder_then_show(tmp_path, data_root):
+def test_import_folder_then_show(tmp_path, data_root, monkeypatch):
     imported = invoke("data", "import", "folder", data_root / "ddpm-cifar10" / "FAKE", "--name", "ddpm-cifar10",
                       "--label", "fake", "--data-dir", tmp_path)
     assert imported.exit_code == 0, imported.output
@@ -40,6 +80,10 @@ def test_import_folder_then_show(tmp_path, data_root):
     listed = invoke("list", "sources", "--data-dir", tmp_path)
     assert listed.output.split()[:4] == ["ddpm-cifar10", "fake", "test", "129"]
     assert '"count": 129' in invoke("data", "show", "ddpm-cifar10", "--data-dir", tmp_path).output
+    monkeypatch.chdir(tmp_path)
+    shown = invoke("show", "ddpm-cifar10", "--data-dir", tmp_path)
+    assert shown.output == "wrote ddpm-cifar10.png: 64 images of ddpm-cifar10\n"
+    assert (tmp_path / "ddpm-cifar10.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_errors_exit_non_zero_with_a_message(tmp_path):

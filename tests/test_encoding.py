@@ -44,11 +44,11 @@ def test_jpeg_is_applied_to_both_classes_of_lossless_sources(lossless_sources, t
     assert chosen.encoding == Encoding(format="jpeg", quality=75)  # the default, as CIFAKE was saved
     for name in ("png-real-test", "png-fake-test", "png-real-train", "png-fake-train"):
         stored = lossless_sources.load(name).images
-        subset = runner.subset(chosen, [name], None)
+        subset = runner.preparer.subset(chosen, [name], None)
         assert subset.sources[0]["encoded"] == "re-encoded as JPEG q75 4:2:0", name
         assert not np.array_equal(subset.images, stored), name
         assert np.array_equal(subset.images, jpeg_roundtrip(np.asarray(stored), 75)), name
-    untouched = runner.subset(suite(tmp_path, encoding={"format": "none"}), ["png-fake-test"], None)
+    untouched = runner.preparer.subset(suite(tmp_path, encoding={"format": "none"}), ["png-fake-test"], None)
     assert np.array_equal(untouched.images, lossless_sources.load("png-fake-test").images)
 
 

@@ -14,9 +14,9 @@ from PIL import Image
 
 from bench.cli import main
 from bench.generator import GeneratorError, generate_source
+from bench.generators.dcgan import DCGAN
+from bench.generators.ddpm import DDPM
 from bench.sources import SourceStore
-from generators.dcgan import DCGAN
-from generators.ddpm import DDPM
 
 TINY_DCGAN = {"width": 8, "epochs": 1, "batch_size": 64, "limit": 128}
 TINY_DDPM = {"block_out_channels": [8, 16], "layers_per_block": 1, "epochs": 1, "batch_size": 64, "limit": 128,

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
-from bench.metrics import _count_metrics, bootstrap_intervals, choose_threshold, evaluate
+import bench.metrics
+from bench.metrics import (
+    METRICS,
+    Ranking,
+    bootstrap_intervals,
+    bootstrap_samples,
+    choose_threshold,
+    count_metrics,
+    evaluate,
+    metrics_from_counts,
+    point_metrics,
+    resampled_counts,
+    stratified_draws,
+    wilson_interval,
+)
+from bench.training import predict_logits
 
 # 4 reals, 4 fakes. Scores: reals 0.1 0.4 0.35 0.8 ; fakes 0.9 0.6 0.3 0.7 ; threshold 0.5
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
@@ -24,6 +40,7 @@ def test_metrics_match_hand_computed_values():
     assert values["f1"] == pytest.approx(3 / 4)
     assert values["accuracy_real"] == pytest.approx(3 / 4)
     assert values["accuracy_fake"] == pytest.approx(3 / 4)
+    assert values["balanced_accuracy"] == pytest.approx(3 / 4)
     # AUC: of the 16 (fake, real) pairs the fake scores higher in 4 (0.9) + 3 (0.6) + 1 (0.3) + 3 (0.7) = 11
     assert values["roc_auc"] == pytest.approx(11 / 16)
     # AP: ranking 0.9F 0.8R 0.7F 0.6F 0.4R 0.35R 0.3F 0.1R -> precisions at each fake: 1, 2/3, 3/4, 4/7
@@ -39,7 +56,7 @@ def test_count_metrics_agree_with_scikit_learn():
     fp = np.array([(predicted & (1 - labels)).sum()])
     fn = np.array([((1 - predicted) & labels).sum()])
     tn = np.array([((1 - predicted) & (1 - labels)).sum()])
-    counted = _count_metrics(tp, fn, tn, fp)
+    counted = count_metrics(tp, fn, tn, fp)
     assert counted["f1"][0] == pytest.approx(f1_score(labels, predicted))
     assert counted["accuracy"][0] == pytest.approx((predicted == labels).mean())
 
@@ -67,6 +84,16 @@ def test_bootstrap_is_repeatable_under_a_seed():
     assert a == b
 
 
+def test_resampling_does_not_depend_on_the_chunk_size(monkeypatch):
+    labels = np.r_[np.zeros(300, int), np.ones(200, int)]
+    scores = np.random.default_rng(0).normal(size=500) + labels
+    whole = bootstrap_samples(labels, scores, 0.5, n_boot=50, seed=1)
+    monkeypatch.setattr(bench.metrics, "CHUNK_ELEMENTS", 1200)  # two resamples per chunk
+    chunked = bootstrap_samples(labels, scores, 0.5, n_boot=50, seed=1)
+    for name in METRICS:
+        np.testing.assert_array_equal(whole[name], chunked[name])
+
+
 def test_threshold_is_chosen_to_separate_validation_classes():
     labels = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([-3.0, -2.0, 1.0, 2.0, 3.0, 4.0])
@@ -78,3 +105,75 @@ def test_threshold_is_chosen_to_separate_validation_classes():
 def test_evaluation_needs_both_classes():
     with pytest.raises(ValueError, match="both real"):
         evaluate(np.zeros(4), np.zeros(4), 0.5)
+
+
+@pytest.fixture(scope="module")
+def cnn_scores(cifake, trained_cnn):
+    """The trained CNN's fake logits on 1,000 real + 1,000 fake CIFAKE test images, and its threshold."""
+    detector, threshold = trained_cnn
+    images = [cifake.load(name).images[:1000] for name in ("cifake-real-test", "cifake-sd14-test")]
+    scores = np.concatenate([predict_logits(detector, part, torch.device("cpu")) for part in images])
+    return np.r_[np.zeros(1000, int), np.ones(1000, int)], scores.astype(np.float64), threshold
+
+
+@pytest.mark.parametrize("ties", ["none", "rounded", "all-equal"])
+def test_every_resample_matches_scikit_learn_on_real_scores(cnn_scores, ties):
+    """Each resample's metrics (and, with every image once, the point values) equal scikit-learn's on it."""
+    labels, scores, threshold = cnn_scores
+    scores = {"none": scores, "rounded": np.round(scores, 1), "all-equal": np.zeros_like(scores)}[ties]
+    ranking = Ranking.of(labels, scores)
+    reals, fakes = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    real, fake = next(stratified_draws(len(reals), len(fakes), 4, np.random.default_rng(0)))
+    real, fake = np.r_[real, np.arange(len(reals))[None]], np.r_[fake, np.arange(len(fakes))[None]]
+    resampled = metrics_from_counts(ranking.values, *resampled_counts(ranking, real, fake), threshold)
+    for row in range(len(real)):
+        images = np.r_[reals[real[row]], fakes[fake[row]]]
+        expected = point_metrics(labels[images], scores[images], threshold)
+        for name in METRICS:
+            assert resampled[name][row] == pytest.approx(expected[name], abs=1e-12, rel=0), (name, row)
+    if ties == "all-equal":
+        assert set(resampled["roc_auc"]) == {0.5} and set(resampled["average_precision"]) == {0.5}
+
+
+def test_evaluate_on_real_scores_reports_balanced_accuracy_and_bootstrap_intervals(cnn_scores):
+    labels, scores, threshold = cnn_scores
+    result = evaluate(labels, scores, threshold, n_boot=200)
+    metrics = result["metrics"]
+    assert set(metrics) == set(METRICS)
+    for name, metric in metrics.items():
+        assert metric["interval"] == "bootstrap-percentile"
+        assert metric["ci"][0] <= metric["value"] <= metric["ci"][1], name
+    assert metrics["roc_auc"]["value"] == roc_auc_score(labels, scores)
+    balanced = (metrics["accuracy_real"]["value"] + metrics["accuracy_fake"]["value"]) / 2
+    assert metrics["balanced_accuracy"]["value"] == pytest.approx(balanced)
+
+
+def test_wilson_interval_matches_the_closed_form():
+    # x = 0 of n = 10 at 95% (z = 1.95996): the upper end is z^2 / (n + z^2) = 3.84146 / 13.84146 = 0.277532
+    low, high = wilson_interval(0, 10)
+    assert low == pytest.approx(0, abs=1e-12) and high == pytest.approx(0.277532, abs=1e-6)
+    # x = 5 of n = 10: centre 1/2, half-width z sqrt(1/40 + z^2/400) / (1 + z^2/10) = 0.364593 / 1.384146 = 0.263407
+    low, high = wilson_interval(5, 10)
+    assert (low + high) / 2 == pytest.approx(0.5) and high - 0.5 == pytest.approx(0.263407, abs=1e-6)
+
+
+def test_proportions_at_zero_or_one_get_wilson_intervals():
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    scores = labels.astype(float)  # perfectly separated
+    metrics = evaluate(labels, scores, 0.5, n_boot=100)["metrics"]
+    # 100 of 100 right: Wilson's lower end is n / (n + z^2) = 100 / 103.8415 = 0.963006
+    assert metrics["accuracy"]["interval"] == "wilson"
+    assert metrics["accuracy"]["ci"] == pytest.approx([0.963006, 1.0], abs=1e-6)
+    for name in ("precision", "recall", "accuracy_real", "accuracy_fake"):
+        assert metrics[name]["interval"] == "wilson" and metrics[name]["ci"] == list(wilson_interval(50, 50))
+    assert metrics["roc_auc"] == {"value": 1.0, "ci": [1.0, 1.0], "interval": "bootstrap-percentile"}
+
+    nothing_called_fake = evaluate(labels, scores, 2.0, n_boot=100)["metrics"]
+    assert nothing_called_fake["recall"]["ci"] == list(wilson_interval(0, 50))
+    assert nothing_called_fake["recall"]["ci"][1] > 0
+    assert nothing_called_fake["precision"] == {"value": 0.0, "ci": None, "interval": None}
+
+
+def test_without_resampling_there_are_no_intervals():
+    metrics = evaluate(LABELS, SCORES, 0.5, n_boot=0)["metrics"]
+    assert all(metric["ci"] is None and metric["interval"] is None for metric in metrics.values())

@@ -44,7 +44,7 @@ def test_unknown_name_suggests_close_matches():
 
 
 def test_registering_a_different_object_twice_is_refused():
-    registry: Registry[object] = Registry("thing", "bench.test-things", "detectors")
+    registry: Registry[object] = Registry("thing", "bench.test-things", "bench.detectors")
     registry.register("a", object())
     with pytest.raises(ValueError, match="already registered"):
         registry.register("a", object())

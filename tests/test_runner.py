@@ -9,7 +9,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-import bench.runner
+import bench.execute
+import bench.executors
 from bench.runner import Runner
 from bench.suite import Suite, load_suite
 
@@ -64,8 +65,8 @@ def test_run_writes_records_and_a_leaderboard_then_resumes_without_recomputing(
     assert by_test[("ddpm-cifar10", "clean")]["n_fake"] == 129
     assert by_test[("cifake-sd14-test", "clean")]["n_fake"] == 200
     # the reals are shared by both test pairs, scored once
-    assert by_test[("ddpm-cifar10", "clean")]["metrics"]["accuracy_real"] == (
-        by_test[("cifake-sd14-test", "clean")]["metrics"]["accuracy_real"]
+    assert by_test[("ddpm-cifar10", "clean")]["metrics"]["accuracy_real"]["value"] == (
+        by_test[("cifake-sd14-test", "clean")]["metrics"]["accuracy_real"]["value"]
     )
     markdown = first.leaderboard["markdown"].read_text()
     assert "tested on ddpm-cifar10 (200 real vs 129 fake)" in markdown
@@ -75,8 +76,8 @@ def test_run_writes_records_and_a_leaderboard_then_resumes_without_recomputing(
     def no_training(*args, **kwargs):
         raise AssertionError("a resumed run must not train")
 
-    monkeypatch.setattr(bench.runner, "train_detector", no_training)
-    monkeypatch.setattr(bench.runner.Runner, "_trained", no_training)
+    monkeypatch.setattr(bench.execute, "train_detector", no_training)
+    monkeypatch.setattr(bench.executors, "run_job", no_training)
     again = Runner(data_dir, results, data_root, device="cpu", progress=False).run(suite)
     assert not again.computed and len(again.skipped) == 4
     assert again.leaderboard["markdown"].read_text() == markdown
@@ -92,7 +93,7 @@ def test_a_lost_record_is_rescored_from_the_cached_checkpoint(suite, data_dir, d
     def no_training(*args, **kwargs):
         raise AssertionError("the checkpoint is cached: nothing to train")
 
-    monkeypatch.setattr(bench.runner, "train_detector", no_training)
+    monkeypatch.setattr(bench.execute, "train_detector", no_training)
     again = Runner(data_dir, results, data_root, device="cpu", progress=False).run(suite)
     assert again.computed == [lost]
     rescored = json.loads(lost.read_text())
@@ -101,7 +102,7 @@ def test_a_lost_record_is_rescored_from_the_cached_checkpoint(suite, data_dir, d
 
 def test_keys_change_with_what_the_numbers_depend_on(suite, data_dir, data_root, tmp_path):
     runner = Runner(data_dir, tmp_path / "results", data_root, device="cpu", progress=False)
-    keys = {c.key for j in runner.plan(suite)[0] for c in j.cells}
+    keys = {c.key for c in runner.plan(suite)[0].cells}
     variants = [
         suite.with_overrides(epochs=2),
         suite.with_overrides(train_limit=301),
@@ -110,9 +111,9 @@ def test_keys_change_with_what_the_numbers_depend_on(suite, data_dir, data_root,
         suite.with_overrides(bootstrap=51),
     ]
     for variant in variants:
-        changed = {c.key for j in runner.plan(variant)[0] for c in j.cells}
+        changed = {c.key for c in runner.plan(variant)[0].cells}
         assert not keys & changed
-    assert keys == {c.key for j in runner.plan(suite)[0] for c in j.cells}  # and only with that
+    assert keys == {c.key for c in runner.plan(suite)[0].cells}  # and only with that
 
 
 def test_same_suite_and_seed_give_identical_numbers_on_cpu(suite, cifake_dir, data_root, tmp_path):
@@ -189,10 +190,11 @@ def test_deduplication_drops_test_images_seen_in_training(suite, data_dir, data_
     data = suite.model_dump()
     data["train"][0]["limit"] = data["test"]["limit"] = None
     whole = Suite.model_validate(data)
-    _, train, test = runner.plan(whole)
+    data = runner.plan(whole)[1]
+    test, train = data.test, data.train
     assert test["cifake-sd14-test"].count == 10000 - 387 and test["cifake-sd14-test"].removed == 387
     assert train["sd14"][1].count == 45000 - 751  # repeats among the SD training fakes
-    assert test["cifake-sd14-test"].copies_in(train["sd14"][1]) == 0
-    _, _, kept = runner.plan(whole.model_copy(update={"deduplicate": False}))
-    assert kept["cifake-sd14-test"].count == 10000
-    assert kept["cifake-sd14-test"].copies_in(train["sd14"][1]) == 349
+    assert data.in_training[("cifake-sd14-test", "sd14")] == 0
+    kept = runner.plan(whole.model_copy(update={"deduplicate": False}))[1]
+    assert kept.test["cifake-sd14-test"].count == 10000
+    assert kept.in_training[("cifake-sd14-test", "sd14")] == 349

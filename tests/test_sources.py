@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -25,8 +26,9 @@ def test_cifake_import_matches_the_archive(cifake):
     assert test_fake.manifest.label == "fake" and test_fake.manifest.split == "test"
     assert test_fake.manifest.encoding == {"files": {"JPEG q75 4:2:0": 10000}}
     assert content_hash(test_fake.images) == test_fake.manifest.sha256
-    # the pixels are those of the member named in files.txt
-    files = (cifake.path("cifake-sd14-test") / "files.txt").read_text().splitlines()
+    # the pixels are those of the member named first in files.json
+    files = json.loads((cifake.path("cifake-sd14-test") / "files.json").read_text())
+    assert tuple(files) == test_fake.files and len(files) == 10000
     with zipfile.ZipFile(Path(test_fake.manifest.origin["path"])) as archive:
         first = np.asarray(Image.open(io.BytesIO(archive.read(files[0])))).transpose(2, 0, 1)
     assert np.array_equal(first, test_fake.images[0])
@@ -50,8 +52,9 @@ def test_saved_source_round_trips_and_detects_corruption(tmp_path):
     array = np.load(store.path("noise") / "images.npy")
     array[0, 0, 0, 0] ^= 1
     np.save(store.path("noise") / "images.npy", array)
-    with pytest.raises(SourceError, match="corrupt"):
+    with pytest.raises(SourceError, match="images.npy no longer matches the sha256 in manifest.json; it was set aside"):
         store.load("noise")
+    assert not store.exists("noise") and (store.root / ".noise.corrupt").is_dir()
 
 
 def test_unknown_source_names_what_is_cached(tmp_path):

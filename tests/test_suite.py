@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
     [
         ("name: lenet,", "name: lenett,", "detectors.0.name: unknown detector 'lenett'. Did you mean 'lenet'"),
         ("limit: 100}", "limit: -5}", "train.0.limit: Input should be greater than or equal to 10 (got -5)"),
-        ("importer: folder", "importer: zip", "'cifake', 'folder', 'npz', 'cached' or 'generator' (got 'zip')"),
+        ("importer: folder", "importer: zip", "unknown importer 'zip'. Registered: cached, cifake, folder, generator"),
         ("fake: [\"*\"]", "fake: [nothing*]", "matches no declared fake test source"),
         ("real: [cifake-real-train]", "real: [cifake-sd14-train]", "labelled 'fake', expected 'real'"),
         ("real: cifake-real-test", "real: cifake-real-train", "used for both training and testing"),
@@ -69,7 +70,7 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
         ("importer: folder, path: x,", "importer: generator, generator: dcganz, count: 5,",
          "unknown generator 'dcganz'"),
         ("importer: folder, path: x,", "importer: generator, generator: dcgan,", "needs 'generator' and 'count'"),
-        ("path: x, ", "path: x, count: 5, ", "count: only the generator importer takes these keys"),
+        ("path: x, ", "path: x, count: 5, ", "count: the folder importer does not take these keys"),
         ("importer: folder, path: x,", "importer: generator, generator: dcgan, count: 5, train_source: nope,",
          "sources.other-fakes.train_source: source 'nope' is not declared"),
         ("limit: 100}", "limit: 100, attribute_sources: true}", "attribute_sources needs at least two fake sources"),
@@ -91,3 +92,136 @@ def test_unknown_suite_and_bad_yaml(tmp_path):
         load_suite(write(tmp_path, "name: [unclosed"))
     with pytest.raises(SuiteError, match="must be a YAML mapping"):
         load_suite(write(tmp_path, "- a list"))
+
+
+DETECTORS_LINE = "detectors: [{name: lenet, grid: {lr: [0.001, 0.01]}}]"
+TRAIN_LINE = "train: [{name: sd14, real: [cifake-real-train], fake: [cifake-sd14-train], limit: 100}]"
+NEW_SOURCE = "  other-fakes:"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # perturbation parameters: values, not only names
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: fgsm, eps: eight}]",
+         "perturbations.0: perturbation 'fgsm': eps: expected a number or a fraction like '8/255', got 'eight'"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: fgsm, eps: -8/255}]",
+         "perturbation 'fgsm': eps: a pixel budget must lie in [0, 1] (e.g. '8/255'), got '-8/255'"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: pgd, steps: 0}]",
+         "perturbation 'pgd': steps: Input should be greater than or equal to 1 (got 0)"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: jpeg, quality: 100}]",
+         "perturbation 'jpeg': quality: Input should be less than or equal to 95 (got 100)"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: jpeg, quality: high}]",
+         "perturbation 'jpeg': quality: Input should be a valid integer (got 'high')"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: blur, sigma: -1}]",
+         "perturbation 'blur': sigma: Input should be greater than or equal to 0 (got -1)"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: resize, scale: 0}]",
+         "perturbation 'resize': scale: Input should be greater than 0 (got 0)"),
+        # detector arguments
+        (DETECTORS_LINE, "detectors: [{name: cifake-cnn, kwargs: {filter: 16}}]",
+         "detectors.0: kwargs: detector 'cifake-cnn' takes no argument(s) filter; allowed: filters, dense"),
+        (DETECTORS_LINE, "detectors: [{name: lenet, kwargs: {num_classes: 2}}]", "kwargs: num_classes is set by bench"),
+        # recipe values, suite-wide, per detector and per grid value
+        (DETECTORS_LINE, DETECTORS_LINE + "\nrecipe: {epochs: 0}",
+         "recipe: epochs: Input should be greater than or equal to 1 (got 0)"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nrecipe: {lr: fast}", "recipe: lr: Input should be a valid number"),
+        (DETECTORS_LINE, "detectors: [{name: lenet, recipe: {epochs: 0}}]",
+         "detectors.0.recipe: epochs: Input should be greater than or equal to 1 (got 0)"),
+        (DETECTORS_LINE, "detectors: [{name: lenet, grid: {lr: [0.001, fast]}}]",
+         "detectors.0.grid: lr: Input should be a valid number, unable to parse string as a number (got 'fast')"),
+        (DETECTORS_LINE, "detectors: [{name: lenet, grid: {batch_size: [64, 0.5]}}]",
+         "detectors.0.grid: batch_size: Input should be a valid integer, got a number with a fractional part"),
+        # seeds
+        ("name: tiny", "name: tiny\nseeds: [0, -1]", "seeds.1: Input should be greater than or equal to 0 (got -1)"),
+        ("name: tiny", "name: tiny\nseeds: [1, 2, 1]", "seeds: seed(s) 1 listed twice"),
+        ("name: tiny", "name: tiny\ndata_seed: -1", "data_seed: Input should be greater than or equal to 0"),
+        # duplicates
+        (DETECTORS_LINE, "detectors: [{name: lenet}, {name: cifake-cnn}, {name: lenet, recipe: {lr: 0.01}}]",
+         "detectors: entries 0 and 2 are both 'lenet' with kwargs {}: records could not tell them apart"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [clean, {name: jpeg, quality: 50}, clean]",
+         "perturbations: entries 0 and 2 are both 'clean'"),
+        (DETECTORS_LINE, DETECTORS_LINE + "\nperturbations: [{name: jpeg}, {name: jpeg, quality: 75}]",
+         "perturbations: entries 0 and 1 are both 'jpeg' with parameters {'quality': 75} (defaults included)"),
+        (TRAIN_LINE, TRAIN_LINE[:-1] + ", {name: sd14, real: [cifake-real-train], fake: [cifake-sd14-train]}]",
+         "train: entries 0 and 1 are both named 'sd14'"),
+        # names and paths that would lead out of their folders
+        ("name: tiny", "name: ../../x", "name: the suite name names its results folder: use lower-case letters"),
+        ("path: x,", "path: ../x,", "sources.other-fakes.path: leads out of the data root: give a path under it, "
+                                    "or an absolute path (got '../x')"),
+        ("path: x,", "path: a/../../x,", "sources.other-fakes.path: leads out of the data root"),
+        # two names for the same images
+        (NEW_SOURCE, "  more: {importer: folder, path: ./x/, split: test, label: fake}\n" + NEW_SOURCE,
+         "test sources 'more' and 'other-fakes' are the same images (importer folder, path 'x'): declare them once"),
+        (NEW_SOURCE, "  sd14-again: {importer: cifake, split: test, label: fake}\n" + NEW_SOURCE,
+         "test sources 'cifake-sd14-test' and 'sd14-again' are the same images (importer cifake, label 'fake', "
+         "split 'test')"),
+        (TRAIN_LINE, "train: [{name: sd14, real: [cifake-real-train], fake: [cifake-sd14-train, folder-x]}]\n"
+                     "  folder-x: {importer: folder, path: x, split: train, label: fake}",
+         "test source 'other-fakes' and training source 'folder-x' are the same images (importer folder, path 'x')"),
+        (TRAIN_LINE, TRAIN_LINE[:-1] + ", {name: copy, real: [cifake-real-train], fake: [sd14-copy], limit: 100}]\n"
+                     "  sd14-copy: {importer: cifake, split: train, label: fake}",
+         "train sets 'sd14' and 'copy' draw the same real and fake images: records could not tell them apart"),
+    ],
+)
+def test_values_are_checked_when_the_suite_loads(tmp_path, old, new, expected):
+    assert old in VALID
+    text = VALID.replace(old, new, 1)
+    if "\n  " in new and new.startswith("train"):  # a source declared with the training set: move it under sources
+        train, source = new.split("\n", 1)
+        text = VALID.replace(old, train, 1).replace(NEW_SOURCE, f"{source}\n{NEW_SOURCE}", 1)
+    with pytest.raises(SuiteError) as error:
+        load_suite(write(tmp_path, text))
+    assert expected in str(error.value)
+
+
+def test_valid_values_still_load(tmp_path, monkeypatch):
+    text = VALID.replace(DETECTORS_LINE, """detectors:
+  - {name: cifake-cnn, kwargs: {filters: 16}, recipe: {epochs: 2, lr: '0.01'}, grid: {augment: [[flip], [flip, shift]]}}
+  - {name: cifake-cnn, kwargs: {filters: 32}}
+perturbations: [clean, {name: fgsm, eps: 0}, {name: fgsm, eps: 8/255}, {name: pgd, eps: 0.03, steps: 1, step: 1/255},
+                {name: blur, sigma: 0}, {name: jpeg, quality: 95}]
+seeds: [0, 3]""").replace("path: x,", "path: data/../x,")
+    text = text.replace(TRAIN_LINE, TRAIN_LINE[:-1] + ", {name: more, real: [cifake-real-train], "
+                                                      "fake: [cifake-sd14-train], limit: 200}]")
+    suite = load_suite(write(tmp_path, text))
+    assert suite.perturbations[2].params == {"eps": "8/255"}  # checked, not converted: labels and keys unchanged
+    assert suite.detectors[0].recipe == {"epochs": 2, "lr": "0.01"}
+    with pytest.raises(SuiteError, match="recipe: epochs: Input should be greater than or equal to 1"):
+        suite.with_overrides(epochs=0)
+    with pytest.raises(SuiteError, match="seeds: seed"):
+        suite.with_overrides(seeds=[2, 2])
+
+    from bench.detector import DETECTORS, DetectorSpec
+
+    spec = DetectorSpec("anything", lambda **kwargs: None)  # a **kwargs factory takes any argument name
+    real_get = DETECTORS.get
+    monkeypatch.setattr(DETECTORS, "get", lambda name: spec if name == "anything" else real_get(name))
+    loaded = load_suite(write(tmp_path, VALID.replace(DETECTORS_LINE, "detectors: [{name: anything, kwargs: {w: 1}}]")))
+    assert loaded.detectors[0].kwargs == {"w": 1}
+
+
+BILLION_LAUGHS = "\n".join(
+    ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+)
+
+
+def test_untrusted_yaml_is_refused_before_it_is_built(tmp_path):
+    bomb = VALID.replace(DETECTORS_LINE, "detectors:\n  - name: lenet\n    kwargs:\n"
+                         + textwrap.indent(BILLION_LAUGHS, "      "))
+    started = time.perf_counter()
+    with pytest.raises(SuiteError, match=r"expands to more than 100,000 YAML nodes \(aliases included\)"):
+        load_suite(write(tmp_path, bomb))
+    assert time.perf_counter() - started < 2  # counted on the composed graph: 10**9 nodes are never built
+    with pytest.raises(SuiteError, match="an alias refers to a node that contains it"):
+        load_suite(write(tmp_path, VALID + "\ndescription: &loop [*loop]\n"))
+    with pytest.raises(SuiteError, match="larger than 1,000,000 bytes"):
+        load_suite(write(tmp_path, VALID + "#" + "x" * 1_000_000 + "\n"))
+    with pytest.raises(SuiteError, match="nested too deeply"):
+        load_suite(write(tmp_path, VALID + "description: " + "[" * 100_000 + "]" * 100_000 + "\n"))
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe name: x")
+    with pytest.raises(SuiteError, match="is not UTF-8 text"):
+        load_suite(tmp_path / "binary.yaml")
+    shared = VALID.replace(DETECTORS_LINE, "detectors: [{name: lenet, grid: {lr: &rates [0.001, 0.01]}}, "
+                                           "{name: cifake-cnn, grid: {lr: *rates}}]")
+    assert load_suite(write(tmp_path, shared)).detectors[1].grid == {"lr": [0.001, 0.01]}  # small aliases still work

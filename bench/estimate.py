@@ -1,0 +1,89 @@
+"""Estimate: how long a plan's jobs will take on this device, from a training throughput measured on the spot.
+
+For each detector a few training steps are timed on random images of the planned size (after one warm-up
+step); training time is then epochs x training images / throughput for every grid candidate, plus a
+validation pass per epoch, and scoring is the test images' forward passes (attacks: one forward and
+backward per step) at three times the training throughput. Sources to import or generate are not
+estimated. The figures are rough (within a factor of about two) and say so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.detector import build_detector
+from bench.recipe import Recipe
+from bench.training import autocast, pick_device
+
+EVAL_SPEEDUP = 3.0  # forward-only passes per image relative to a training step
+TIMED_STEPS = 2
+
+
+@dataclass(frozen=True)
+class JobCost:
+    """Estimated seconds of one job: training (all candidates) and scoring (all its cells)."""
+
+    train: float
+    score: float
+
+    @property
+    def total(self) -> float:
+        return self.train + self.score
+
+
+def throughput(detector: str, size: int, batch_size: int, device: str = "auto", kwargs: dict | None = None) -> float:
+    """Training images per second of ``detector`` on ``device``, timed over a few steps of random images."""
+    target = pick_device(device)
+    model = build_detector(detector, **(kwargs or {})).to(target).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = min(batch_size, 64)
+    images = torch.rand(batch, 3, size, size, device=target)
+    labels = torch.randint(0, 2, (batch,), device=target).float()
+
+    def step() -> None:
+        with autocast(target):
+            loss = F.binary_cross_entropy_with_logits(model(images).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: allocation, cuDNN autotuning
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    start = time.perf_counter()
+    for _ in range(TIMED_STEPS):
+        step()
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    return TIMED_STEPS * batch / (time.perf_counter() - start)
+
+
+def perturbation_passes(name: str, params: dict) -> float:
+    """Forward-pass equivalents per image of a perturbation (attacks take a backward pass per step)."""
+    steps = {"fgsm": 1, "pgd": int(params.get("steps", 10))}.get(name, 0)
+    return 1 + steps * EVAL_SPEEDUP  # a forward+backward pass costs about a training step
+
+
+def job_cost(recipes: list[Recipe], n_train: int, n_test: list[int], passes: list[float], rate: float) -> JobCost:
+    """Estimated seconds of a job: ``recipes`` trained on ``n_train`` images, then cells of ``n_test`` images
+    (reals plus fakes) with ``passes`` forward-pass equivalents each, at ``rate`` training images/s."""
+    val = sum(r.epochs * r.val_fraction * n_train for r in recipes) / (rate * EVAL_SPEEDUP)
+    train = sum(r.epochs * (1 - r.val_fraction) * n_train for r in recipes) / rate + val
+    score = float(np.dot(n_test, passes)) / (rate * EVAL_SPEEDUP) if n_test else 0.0
+    return JobCost(train, score)
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``3.5 h`` or ``2.1 days``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -1,0 +1,242 @@
+"""Execute: train a job's detector (or load its cached checkpoint) and score its cells, returning records.
+
+:func:`run_job` is the unit of work; it writes only content-keyed checkpoints to the cache and returns
+everything else (records, per-image scores, attribution pictures) to the driver, which alone writes
+results (:mod:`bench.publish`). Executors (:mod:`bench.executors`) decide where jobs run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench.attribution import explain
+from bench.checkpoints import Checkpoint, CheckpointStore
+from bench.detector import build_detector
+from bench.metrics import evaluate, evasion_rate
+from bench.model import Detector
+from bench.perturbations import PERTURBATIONS
+from bench.plan import SELECTION_RULE, CellPlan, JobPlan, input_adaptation
+from bench.prepare import Prepared, Subset
+from bench.provenance import content_key, hardware, stamp
+from bench.recipe import Recipe
+from bench.records import SCHEMA_VERSION
+from bench.sources import content_hash
+from bench.suite import PerturbationEntry, Suite
+from bench.training import detection_scores, no_bars, pick_device, predict_logits, seed_everything, train_detector
+
+HEADLINE = "roc_auc"  # the metric a job's log line shows
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and how a worker runs jobs."""
+
+    data_dir: Path
+    device: str = "auto"
+    progress: bool | None = None
+    threads: int | None = None  # torch CPU threads per job (None: torch's default)
+
+
+@dataclass
+class CellResult:
+    """A scored cell: its record, the per-image scores (reals then fakes) and its attribution picture."""
+
+    record: dict
+    scores: np.ndarray
+    figure: bytes | None = None
+
+
+@dataclass
+class JobResult:
+    """What a job returns to the driver."""
+
+    job: str
+    label: str
+    cells: list[CellResult] = field(default_factory=list)
+    trained: int = 0  # candidates trained (not found in the cache)
+    seconds: float = 0.0
+
+    def headline(self) -> str:
+        """e.g. ``AUC 0.912-0.987 over 3 cells``."""
+        values = [c.record["metrics"][HEADLINE]["value"] for c in self.cells]
+        if not values:
+            return "no cells"
+        return f"AUC {min(values):.3f}-{max(values):.3f} over {len(values)} cells"
+
+
+def run_job(suite: Suite, job: JobPlan, data: Prepared, settings: Settings) -> JobResult:
+    """Train (or load) ``job``'s detector and score its cells on ``data``."""
+    start = time.perf_counter()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = pick_device(settings.device)
+    store = CheckpointStore(settings.data_dir)
+    real, fake = data.train[job.train_name]
+    results: list[tuple[Recipe, Checkpoint]] = []
+    trained = 0
+    for candidate in job.candidates:
+        checkpoint = store.get(candidate.key)
+        if checkpoint is None:
+            checkpoint = _train(suite, job, candidate.recipe, candidate.key, real, fake, store, device, settings)
+            trained += 1
+        results.append((candidate.recipe, checkpoint))
+    detector, training = _selected(suite, job, results)
+    outcome = JobResult(job.key, job.label, trained=trained)
+    scorer = _Scorer(suite, job, detector, training, data, device, settings.progress)
+    outcome.cells = [scorer.score(cell) for cell in job.cells]
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _train(suite: Suite, job: JobPlan, recipe: Recipe, key: str, real: Subset, fake: Subset,
+           store: CheckpointStore, device: torch.device, settings: Settings) -> Checkpoint:
+    seed_everything(job.seed)  # the initial weights are part of what the seed fixes
+    detector = build_detector(job.entry.name, pretrained=job.entry.pretrained, classes=job.classes,
+                              adapt=suite.input_size, **job.entry.kwargs)
+    images = np.concatenate([real.images, fake.images])
+    if job.classes:  # class k is the k-th fake source, in the order the subset drew them
+        fakes = np.concatenate([np.full(s["drawn"], k, int) for k, s in enumerate(fake.sources, start=1)])
+    else:
+        fakes = np.ones(fake.count, int)
+    labels = np.r_[np.zeros(real.count, int), fakes]
+    result = train_detector(detector, images, labels, recipe, job.seed, device, settings.progress,
+                            description=f"{job.entry.name} on {job.train_name}")
+    info = {
+        "detector": job.entry.name, "kwargs": job.entry.kwargs, "recipe": recipe.model_dump(mode="json"),
+        "seed": job.seed, "threshold": result.threshold, "val": result.val,
+        "selected_epoch": result.selected_epoch, "history": result.history, "seconds": result.seconds,
+        "n_train": result.n_train, "n_val": result.n_val, "train_real": real.sha256, "train_fake": fake.sha256,
+        "hardware": hardware(str(device)),
+    }
+    return store.put(key, result.state, info)
+
+
+def _selected(suite: Suite, job: JobPlan, results: list[tuple[Recipe, Checkpoint]]) -> tuple[Detector, dict]:
+    """The job's detector with the weights of its best candidate on validation, and what training said."""
+    best_recipe, best = max(
+        results, key=lambda rc: (rc[1].info["val"]["balanced_accuracy"], -rc[1].info["val"]["loss"])
+    )
+    detector = build_detector(job.entry.name, classes=job.classes, adapt=suite.input_size, **job.entry.kwargs)
+    detector.model.load_state_dict(best.state_dict())
+    training = {
+        "checkpoint": best.key,
+        "checkpoint_sha256": best.info["sha256"],
+        "recipe": best_recipe.model_dump(mode="json"),
+        "threshold": best.info["threshold"],
+        "val": best.info["val"],
+        "selected_epoch": best.info["selected_epoch"],
+        "train_seconds": best.info["seconds"],
+        "trained_on": best.info["hardware"],
+        "n_train": best.info["n_train"],
+        "n_val": best.info["n_val"],
+        "selection": SELECTION_RULE,
+        "grid": [
+            {"recipe": {k: r.model_dump(mode="json")[k] for k in job.entry.grid}, "checkpoint": c.key,
+             "val_balanced_accuracy": c.info["val"]["balanced_accuracy"], "val_loss": c.info["val"]["loss"]}
+            for r, c in results
+        ] if job.entry.grid else [],
+    }
+    return detector, training
+
+
+def source_attribution(classes: tuple[str, ...], test_fake: str, real: np.ndarray, fake: np.ndarray) -> dict:
+    """Which class a source-attribution detector assigns to the real and the fake test images (counts)."""
+    def counts(logits: np.ndarray) -> dict[str, int]:
+        predicted = np.bincount(logits.argmax(1), minlength=len(classes))
+        return {name: int(n) for name, n in zip(classes, predicted, strict=True)}
+
+    return {"classes": list(classes), "predicted": {"real": counts(real), test_fake: counts(fake)}}
+
+
+class _Scorer:
+    """Scores one job's cells; logits of a (test subset, perturbation) are computed once per job."""
+
+    def __init__(self, suite: Suite, job: JobPlan, detector: Detector, training: dict, data: Prepared,
+                 device: torch.device, progress: bool | None) -> None:
+        self.suite, self.job, self.detector, self.training = suite, job, detector, training
+        self.data, self.device, self.progress = data, device, progress
+        self._logits: dict[tuple[str, str], np.ndarray] = {}
+
+    def score(self, cell: CellPlan) -> CellResult:
+        suite, job, threshold = self.suite, self.job, self.training["threshold"]
+        real, fake = self.data.test[suite.test.real], self.data.test[cell.test_fake]
+        outputs = [self.logits(subset, label, cell.perturbation) for subset, label in ((real, 0), (fake, 1))]
+        scores = [detection_scores(o) for o in outputs]
+        labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
+        result = evaluate(labels, np.concatenate(scores), threshold, suite.bootstrap, suite.ci_level)
+        if cell.perturbation.name != "clean":
+            clean = detection_scores(self.logits(fake, 1, PerturbationEntry(name="clean")))
+            result["metrics"]["evasion_rate"] = evasion_rate(clean, scores[1], threshold, suite.ci_level)
+        if self.detector.classes:
+            result["source_attribution"] = source_attribution(self.detector.classes, cell.test_fake, *outputs)
+        figure = None
+        if cell.explains:
+            result["attribution"], figure = self._attribute(cell, real, fake)
+        train_real, train_fake = self.data.train[job.train_name]
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "key": cell.key,
+            "suite": suite.name,
+            "suite_config": suite.model_dump(mode="json"),  # with command-line overrides: enough to re-run it
+            "detector": job.entry.name,
+            "detector_kwargs": job.entry.kwargs,
+            "train": {"name": job.train_name, "real": train_real.describe(), "fake": train_fake.describe()},
+            "test": {"name": cell.test_fake, "real": real.describe(), "fake": fake.describe()},
+            "perturbation": cell.perturbation.model_dump() | {"label": cell.perturbation.label},
+            "seed": job.seed,
+            "data_seed": suite.data_seed,
+            "encoding": suite.encoding.describe(),  # applied to every source, real and fake alike
+            "input": {"size": self.detector.spec.input_size,
+                      "adapted": {"real": input_adaptation(suite, job.entry.name, real.size),
+                                  "fake": input_adaptation(suite, job.entry.name, fake.size)}},
+            "test_images_in_training": {  # exact pixel copies; `bench data audit` also finds near copies
+                "real": self.data.in_training[(suite.test.real, job.train_name)],
+                "fake": self.data.in_training[(cell.test_fake, job.train_name)],
+            },
+            "training": self.training,
+            **result,
+            "scores": {"file": f"scores/{cell.key}.npy", "order": "real then fake test images, as drawn",
+                       "sha256": content_hash(np.concatenate(scores).astype(np.float32))},
+            "provenance": stamp(job.seed, str(self.device)),
+        }
+        return CellResult(record, np.concatenate(scores).astype(np.float32), figure)
+
+    def _attribute(self, cell: CellPlan, real: Subset, fake: Subset) -> tuple[dict, bytes]:
+        """Attribution scores of a seeded random draw of test images of each class, and the picture."""
+        settings, job = self.suite.attribution, self.job
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(job.seed)  # the weights training started from: the randomisation reference
+            randomised = build_detector(job.entry.name, classes=job.classes, adapt=self.suite.input_size,
+                                        **job.entry.kwargs)
+        rng = np.random.default_rng(self.suite.data_seed)
+        drawn = [np.asarray(s.images[np.sort(rng.choice(s.count, min(settings.images, s.count), replace=False))])
+                 for s in (real, fake)]
+        section, picture = explain(self.detector, randomised, *drawn, self.training["threshold"], settings,
+                                   self.device, self.suite.bootstrap, self.suite.ci_level, self.progress)
+        return section | {"figure": f"figures/{cell.key}.png", "draw": "seeded by data_seed"}, picture
+
+    def logits(self, subset: Subset, label: int, perturbation: PerturbationEntry) -> np.ndarray:
+        """Logits of a perturbed test subset, computed once per job (per class for source attribution)."""
+        cache_key = (subset.sha256, perturbation.label)
+        if cache_key not in self._logits:
+            function = PERTURBATIONS.get(perturbation.name)
+            seed = int(content_key([subset.sha256, perturbation.model_dump()])[:8], 16)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            chunks = []
+            starts = range(0, subset.count, 1024)
+            slow = perturbation.name != "clean" and len(starts) > 1
+            for start in tqdm(starts, desc=perturbation.label, unit="batch", leave=False,
+                              disable=not slow or no_bars(self.progress)):
+                batch = torch.tensor(np.asarray(subset.images[start : start + 1024]), device=self.device).float() / 255
+                labels = torch.full((len(batch),), label, device=self.device)
+                perturbed = function(batch, labels, self.detector, generator, **perturbation.params)
+                chunks.append(predict_logits(self.detector, (perturbed.clamp(0, 1) * 255).round().to(torch.uint8),
+                                             self.device, per_class=bool(self.detector.classes)))
+            self._logits[cache_key] = np.concatenate(chunks)
+        return self._logits[cache_key]

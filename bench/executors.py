@@ -1,0 +1,146 @@
+"""Executors: where jobs run. Each yields :class:`bench.execute.JobResult` as jobs finish; the driver
+writes records as they arrive, so a crash loses only unfinished jobs.
+
+- ``local``: one job after another in this process (``--parallel 1``), or N jobs at once in worker
+  processes (``--parallel N``) that share the GPU or split the CPU cores; a worker that dies loses only its
+  job, which is run again.
+- ``ray``: each job is a Ray task with declared resources (``num_cpus``, fractional ``num_gpus``); the
+  data travels through Ray's object store, or is read from the cache when it is shared; Ray re-runs a
+  task whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from bench.execute import JobResult, Settings, run_job
+from bench.plan import JobPlan
+from bench.prepare import Prepared
+from bench.suite import Suite
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "ray")
+
+
+class ExecutorError(RuntimeError):
+    """An executor cannot start or a job failed beyond its retries; the message says what to do."""
+
+
+class Executor(Protocol):
+    """Runs jobs somewhere and yields their results as they finish."""
+
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
+        ...
+
+
+def subset_folder(settings: Settings) -> Path:
+    """Where prepared subsets are stored for workers that read them from the cache."""
+    return Path(settings.data_dir) / "subsets"
+
+
+@dataclass(frozen=True)
+class SerialExecutor:
+    """One job after another in this process."""
+
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
+        for job in jobs:
+            yield run_job(suite, job, data, settings)
+
+
+def _threads(settings: Settings, workers: int) -> int:
+    return settings.threads or max(1, (os.cpu_count() or 1) // workers)
+
+
+@dataclass(frozen=True)
+class ProcessExecutor:
+    """``workers`` jobs at once in spawned worker processes, reading the prepared data from the cache."""
+
+    workers: int
+    retries: int = 2
+
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
+        stored = data.stored(subset_folder(settings))
+        settings = replace(settings, threads=_threads(settings, self.workers), progress=False)
+        pending, attempts = list(jobs), dict.fromkeys((j.key for j in jobs), 0)
+        while pending:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+                futures: dict[Future, JobPlan] = {pool.submit(run_job, suite, j, stored, settings): j for j in pending}
+                pending = []
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = futures.pop(future)
+                        try:
+                            yield future.result()
+                        except BrokenProcessPool:
+                            attempts[job.key] += 1
+                            if attempts[job.key] > self.retries:
+                                raise ExecutorError(f"job {job.label}: its worker process died "
+                                                    f"{attempts[job.key]} times") from None
+                            log.warning("job %s: its worker process died; running it again", job.label)
+                            pending.append(job)
+
+
+def _ray_job(suite: Suite, job: JobPlan, data: Prepared, settings: Settings) -> JobResult:
+    return run_job(suite, job, data, settings)
+
+
+@dataclass(frozen=True)
+class RayExecutor:
+    """Jobs as Ray tasks on a running cluster (``address``) or on a local instance started here."""
+
+    address: str | None = None
+    parallel: int | None = None  # jobs at once on a local instance (its CPU count)
+    cpus_per_job: float = 1
+    gpus_per_job: float = 0
+    shared_cache: bool = False  # workers read prepared data from the cache instead of the object store
+    retries: int = 3
+
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
+        try:
+            import ray
+        except ImportError:
+            raise ExecutorError("the ray executor needs Ray: pip install -e '.[ray]'") from None
+        started = not ray.is_initialized()
+        if started:
+            options = {"address": self.address} if self.address else {
+                "num_cpus": int(self.parallel * self.cpus_per_job) if self.parallel else None}
+            ray.init(**options, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        try:
+            task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job,
+                              max_retries=self.retries)(_ray_job)
+            payload = data.stored(subset_folder(settings)) if self.shared_cache else ray.put(data)
+            settings = replace(settings, threads=settings.threads or max(1, int(self.cpus_per_job)), progress=False)
+            refs = {task.remote(suite, job, payload, settings): job for job in jobs}
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1)
+                for ref in done:
+                    job = refs.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        raise ExecutorError(f"job {job.label} failed on Ray: {exc}") from exc
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def make_executor(name: str, parallel: int = 1, address: str | None = None, gpus_per_job: float | None = None,
+                  cpus_per_job: float = 1, shared_cache: bool = False) -> Executor:
+    """The executor ``name`` (``local`` or ``ray``) with its settings."""
+    if name == "ray":
+        gpus = gpus_per_job if gpus_per_job is not None else 0.0
+        return RayExecutor(address, parallel if parallel > 1 else None, cpus_per_job, gpus, shared_cache)
+    if name != "local":
+        raise ExecutorError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    return ProcessExecutor(parallel) if parallel > 1 else SerialExecutor()

@@ -1,0 +1,140 @@
+"""Plan: a suite and its prepared data become jobs and cells, each with a content key. Pure: nothing is
+trained, read from the results folder or written.
+
+A *job* is one detector trained on one training set with one seed (its grid candidates are chosen on
+validation); a *cell* is a job scored on one test source under one perturbation. A candidate's key (the
+checkpoint's) covers the detector, its arguments, the recipe, the hashes of the exact training images and
+the seed; a cell's key covers its job, the names the leaderboard shows (training set, test source), the
+hashes of the exact test images, the perturbation and the scoring settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.detector import DETECTORS
+from bench.files import file_sha256
+from bench.prepare import Prepared
+from bench.provenance import content_key
+from bench.recipe import Recipe
+from bench.suite import DetectorEntry, PerturbationEntry, Suite
+
+TRAINING_VERSION = 1  # bump when the training loop changes what a checkpoint contains
+SCORING_VERSION = 2  # bump when scoring or the record format changes
+SELECTION_RULE = "highest validation balanced accuracy, then lowest validation loss"
+
+
+class PlanError(ValueError):
+    """A suite cannot be planned on its data (e.g. a size a detector cannot take); the message says why."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One grid point of a job: its recipe and checkpoint key."""
+
+    recipe: Recipe
+    key: str
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One (job) x (test source, perturbation) measurement."""
+
+    key: str
+    test_fake: str
+    perturbation: PerturbationEntry
+    explains: bool  # also carries attributions
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One detector trained on one training set with one seed, and the cells it scores."""
+
+    entry: DetectorEntry
+    train_name: str
+    seed: int
+    candidates: tuple[Candidate, ...]
+    key: str
+    classes: tuple[str, ...]  # source attribution: "real", then the training fake sources
+    cells: tuple[CellPlan, ...]
+
+    @property
+    def label(self) -> str:
+        """e.g. ``lenet on sd14, seed 0``."""
+        return f"{self.entry.name} on {self.train_name}, seed {self.seed}"
+
+    def with_cells(self, keys: set[str]) -> JobPlan:
+        """This job restricted to the cells whose keys are in ``keys``."""
+        return replace(self, cells=tuple(c for c in self.cells if c.key in keys))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every job of a suite, in order."""
+
+    suite: Suite
+    jobs: tuple[JobPlan, ...]
+
+    @property
+    def cells(self) -> list[CellPlan]:
+        return [c for j in self.jobs for c in j.cells]
+
+
+def grid(suite: Suite, entry: DetectorEntry) -> list[Recipe]:
+    """The recipes of a detector's grid (one recipe without a grid)."""
+    base = DETECTORS.get(entry.name).recipe.updated(**suite.recipe, **entry.recipe)
+    fields, values = list(entry.grid), list(entry.grid.values())
+    return [base.updated(**dict(zip(fields, point, strict=True))) for point in itertools.product(*values)]
+
+
+def input_adaptation(suite: Suite, detector: str, size: int) -> dict | None:
+    """How images of side ``size`` reach ``detector`` (None when they already fit); raises if they cannot."""
+    wanted = DETECTORS.get(detector).input_size
+    if size == wanted:
+        return None
+    if suite.input_size == "center-crop" and size < wanted:
+        raise PlanError(f"detector {detector!r} takes {wanted}x{wanted} images and cannot centre-crop {size}x{size} "
+                        "ones: set the suite's input_size to resize")
+    return {"from": size, "to": wanted, "method": suite.input_size}
+
+
+def plan(suite: Suite, data: Prepared) -> Plan:
+    """Jobs and cells of ``suite`` on its prepared data, with their keys."""
+    test_real = data.test[suite.test.real]
+    jobs = []
+    for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
+        real, fake = data.train[train.name]
+        if real.size != fake.size:
+            raise PlanError(f"training set {train.name!r} mixes {real.size}x{real.size} reals and "
+                            f"{fake.size}x{fake.size} fakes: train on images of one size")
+        pretrained = file_sha256(Path(entry.pretrained)) if entry.pretrained else None
+        classes = ("real", *train.fake) if train.attribute_sources else ()
+        adapted = input_adaptation(suite, entry.name, real.size)
+        candidates = tuple(
+            Candidate(recipe, content_key({
+                "detector": entry.name, "kwargs": entry.kwargs, "pretrained": pretrained,
+                "recipe": recipe.model_dump(mode="json"), "train_real": real.sha256, "train_fake": fake.sha256,
+                "seed": seed, "version": TRAINING_VERSION, **({"classes": classes} if classes else {}),
+                **({"input": adapted} if adapted else {}),
+            }))
+            for recipe in grid(suite, entry)
+        )
+        job_key = content_key({"candidates": [c.key for c in candidates], "selection": SELECTION_RULE})
+        cells = []
+        for fake_name, perturbation in itertools.product(suite.test_fakes(), suite.perturbations):
+            test_fake = data.test[fake_name]
+            explains = suite.attribution is not None and perturbation.name == "clean"
+            measured = {
+                "job": job_key, "train_set": train.name, "test_source": fake_name,
+                "test_real": test_real.sha256, "test_fake": test_fake.sha256,
+                "perturbation": perturbation.model_dump(), "bootstrap": suite.bootstrap, "ci_level": suite.ci_level,
+                "version": SCORING_VERSION,
+                "input": [input_adaptation(suite, entry.name, s.size) for s in (test_real, test_fake)],
+            }
+            if explains:
+                measured["attribution"] = suite.attribution.model_dump()
+            cells.append(CellPlan(content_key(measured), fake_name, perturbation, explains))
+        jobs.append(JobPlan(entry, train.name, seed, candidates, job_key, classes, tuple(cells)))
+    return Plan(suite, tuple(jobs))

@@ -1,0 +1,141 @@
+"""Executors on real CIFAKE subsets: local, local --parallel 2 and Ray give the same records; a Ray worker
+killed mid-job is retried; a dry run trains and writes nothing; a resumed run recomputes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import textwrap
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+import bench.execute
+import bench.executors
+from bench.executors import ProcessExecutor, RayExecutor, SerialExecutor
+from bench.runner import Runner
+from bench.suite import load_suite
+
+SUITE = """
+name: tiny-executors
+sources:
+  cifake-real-train: {importer: cifake, split: train, label: real}
+  cifake-sd14-train: {importer: cifake, split: train, label: fake}
+  cifake-real-test: {importer: cifake, split: test, label: real}
+  cifake-sd14-test: {importer: cifake, split: test, label: fake}
+  ddpm-cifar10: {importer: folder, path: ddpm-cifar10/FAKE, split: test, label: fake}
+train: [{name: sd14, real: [cifake-real-train], fake: [cifake-sd14-train], limit: 300}]
+test: {real: cifake-real-test, fake: ["*"], limit: 200}
+detectors: [{name: lenet}, {name: cifake-cnn}]
+seeds: [0, 1]
+recipe: {epochs: 1}
+bootstrap: 50
+"""
+
+
+@pytest.fixture
+def suite(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(SUITE))
+    return load_suite(path)
+
+
+def _run(executor, suite, cifake_dir, data_root, tmp_path, name):
+    cache = tmp_path / f"cache-{name}"
+    if not cache.exists():
+        shutil.copytree(cifake_dir, cache)
+    runner = Runner(cache, tmp_path / name, data_root, device="cpu", progress=False, executor=executor, threads=1)
+    return runner.run(suite)
+
+
+def _numbers(summary):
+    return {r["key"]: (r["metrics"], r["training"]["threshold"], r["training"]["checkpoint_sha256"])
+            for r in summary.records}
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_every_executor_gives_the_same_records_and_a_resumed_run_recomputes_nothing(
+    suite, cifake_dir, data_root, tmp_path, ray_instance, monkeypatch
+):
+    executors = {"serial": SerialExecutor(), "parallel": ProcessExecutor(2), "ray": RayExecutor()}
+    runs = {name: _run(e, suite, cifake_dir, data_root, tmp_path, name) for name, e in executors.items()}
+    assert len(runs["serial"].records) == 2 * 2 * 2  # detectors x seeds x test sources
+    for name in ("parallel", "ray"):
+        assert _numbers(runs[name]) == _numbers(runs["serial"]), name
+        boards = [pd.read_csv(tmp_path / n / "leaderboard.csv").drop(columns="train_seconds") for n in (name, "serial")]
+        pd.testing.assert_frame_equal(*boards)  # the same leaderboard but for the measured training times
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a resumed run must not run a job")
+
+    monkeypatch.setattr(bench.executors, "run_job", no_work)
+    for name, executor in executors.items():
+        again = _run(executor, suite, cifake_dir, data_root, tmp_path, name)
+        assert not again.computed and len(again.skipped) == 8
+
+
+def _kill_once(title: str, killed: list[int], stop: threading.Event) -> None:
+    """Kill (SIGKILL) the first process whose command line (Ray sets it to ``ray::<task>``) starts with ``title``."""
+    from pathlib import Path
+
+    while not stop.is_set() and not killed:
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(title.encode()):
+                time.sleep(1.0)  # let it get into the job
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+                return
+        time.sleep(0.1)
+
+
+def test_a_ray_worker_killed_mid_job_is_retried_and_every_record_is_written(
+    suite, cifake_dir, data_root, tmp_path, ray_instance
+):
+    one_job = suite.with_overrides(detectors="cifake-cnn", seeds=[0])
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=_kill_once, args=("ray::_ray_job", killed, stop), daemon=True)
+    killer.start()
+    try:
+        summary = _run(RayExecutor(), one_job, cifake_dir, data_root, tmp_path, "killed")
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no Ray worker was seen running the job"
+    assert len(summary.computed) == 2 and len(summary.records) == 2
+
+
+def test_dry_run_trains_nothing_and_writes_nothing(suite, cifake_dir, data_root, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    shutil.copytree(cifake_dir, cache)
+    runner = Runner(cache, tmp_path / "results", data_root, device="cpu", progress=False)
+    cold = runner.dry_run(suite)  # ddpm-cifar10 is not imported yet: nothing is imported to find out
+    assert cold.plan is None and any(s.name == "ddpm-cifar10" and s.action == "import" for s in cold.sources)
+    assert "ddpm-cifar10" not in os.listdir(cache / "sources")
+
+    runner.preparer.prepare(suite)  # the sources are cached now: a full plan with an estimate
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a dry run must not train")
+
+    monkeypatch.setattr(bench.execute, "train_detector", no_training)
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    warm = runner.dry_run(suite)
+    assert len(warm.plan.jobs) == 4 and len(warm.pending) == 4 and not warm.recorded
+    assert set(warm.estimate.rates) == {"lenet", "cifake-cnn"} and warm.estimate.total > 0
+    assert "4 jobs (0 done), 8 cells (0 recorded)" in warm.summary()
+    assert not (tmp_path / "results").exists()
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
