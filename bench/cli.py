@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "bench"
 # The harness's errors that mean bad input, not a bug. An error can only be raised once its module is
-# loaded, so they are looked up in sys.modules rather than imported up front.
+# loaded, so they are looked up in sys.modules rather than imported up front. Subclasses are caught with their
+# base: bench.generator.GeneratorError and bench.importers.ImageFileError are SourceErrors.
 EXPECTED_ERRORS = {"bench.sources": "SourceError", "bench.suite": "SuiteError", "bench.registry": "UnknownPluginError",
-                   "bench.records": "RecordError", "bench.scaffold": "ScaffoldError"}
+                   "bench.records": "RecordError", "bench.scaffold": "ScaffoldError", "bench.plan": "PlanError",
+                   "bench.executors": "ExecutorError", "bench.files": "NotWritableError"}
 REGISTRIES = {"detectors": ("bench.detector", "DETECTORS"), "generators": ("bench.generator", "GENERATORS"),
               "perturbations": ("bench.perturbations", "PERTURBATIONS"),
               "attributions": ("bench.attribution", "ATTRIBUTIONS")}

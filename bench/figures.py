@@ -1,7 +1,8 @@
 """Figures rendered from a leaderboard frame (matplotlib): robustness curves and cross-source heatmaps.
 
-Both take the frame of :func:`bench.leaderboard.records_frame` and return PNG bytes, so the leaderboard
-writes them atomically beside its tables.
+Both take the per-cell frame of :func:`bench.leaderboard.cells_frame` (one row per cell: the mean over its
+training seeds, with its interval) and return PNG bytes, so the leaderboard writes them atomically beside its
+tables. Detectors are told apart by the frame's ``name`` (the detector with its constructor arguments).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ def robustness_curves(frame: pd.DataFrame, metric: str, label: str, title: str) 
     """One panel per perturbation family: ``metric`` against the level, one line per detector.
 
     The x axis of each panel is "clean" followed by the family's levels in suite order (the order of the
-    ``level_order`` column), with 95% intervals as shaded bands.
+    ``level_order`` column), with the frame's intervals as shaded bands.
     """
     families = [f for f in dict.fromkeys(frame["family"]) if f != "clean"]
     clean = frame[frame["family"] == "clean"]
-    detectors = list(dict.fromkeys(frame["detector"]))
+    detectors = list(dict.fromkeys(frame["name"]))
     colours = dict(zip(detectors, plt.cm.tab10(np.linspace(0, 1, 10))[: len(detectors)], strict=False))
     figure, axes = plt.subplots(1, max(len(families), 1), figsize=(3.6 * max(len(families), 1), 3.4),
                                 squeeze=False, sharey=True, layout="constrained")
@@ -40,7 +41,7 @@ def robustness_curves(frame: pd.DataFrame, metric: str, label: str, title: str) 
         levels = list(dict.fromkeys(rows["level"]))
         ticks = ["clean", *levels] if not clean.empty else levels
         for detector in detectors:
-            points = pd.concat([clean[clean["detector"] == detector], rows[rows["detector"] == detector]])
+            points = pd.concat([clean[clean["name"] == detector], rows[rows["name"] == detector]])
             points = points.drop_duplicates("level").set_index("level").reindex(ticks)
             x = np.arange(len(ticks))
             axis.plot(x, points[metric], marker="o", label=detector, color=colours[detector])
@@ -58,15 +59,14 @@ def robustness_curves(frame: pd.DataFrame, metric: str, label: str, title: str) 
 
 def cross_source_heatmap(frame: pd.DataFrame, metric: str, label: str, title: str) -> bytes:
     """One heatmap per detector: rows = training set, columns = test source, cells = ``metric``."""
-    detectors = list(dict.fromkeys(frame["detector"]))
+    detectors = list(dict.fromkeys(frame["name"]))
     rows = list(dict.fromkeys(frame["trained_on"]))
     columns = list(dict.fromkeys(frame["tested_on"]))
     width, height = 0.9 * len(columns) + 0.6, 0.5 * len(rows) + 1.6
     figure, axes = plt.subplots(1, len(detectors), figsize=(width * len(detectors) + 2.5, height), squeeze=False,
                                 layout="constrained")
     for i, (axis, detector) in enumerate(zip(axes[0], detectors, strict=True)):
-        table = (frame[frame["detector"] == detector].pivot_table(index="trained_on", columns="tested_on",
-                                                                 values=metric, aggfunc="mean")
+        table = (frame[frame["name"] == detector].pivot(index="trained_on", columns="tested_on", values=metric)
                  .reindex(index=rows, columns=columns))
         image = axis.imshow(table.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
         for (r, c), value in np.ndenumerate(table.to_numpy(dtype=float)):

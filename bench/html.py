@@ -1,15 +1,18 @@
 """The HTML leaderboard: one static page with sortable tables, intervals, record links and the figures.
 
-The page is rendered with the Jinja2 template ``bench/templates/leaderboard.html.j2``; sorting is a few
-lines of inline JavaScript (no network access needed to view it). Every number links to the JSON record
-it was read from, and the figures under ``figures/`` are embedded by relative path, so the folder can be
-published as it is (e.g. on GitHub Pages). Records are untrusted input: a path read from one becomes a link
-only if it is relative and stays inside the results folder (:func:`inside_link`); otherwise it is shown as text.
+The page is rendered with the Jinja2 template ``bench/templates/leaderboard.html.j2`` from the same
+:class:`bench.leaderboard.Leaderboard` as the Markdown (cells aggregated over training seeds); sorting is a
+few lines of inline JavaScript (no network access needed to view it). Every cell's row links to the JSON
+records it was read from (one per seed; a number links to its record where there is one), and the figures
+under ``figures/`` are embedded by relative path, so the folder can be published as it is (e.g. on GitHub
+Pages). Records are untrusted input: a path read from one becomes a link only if it is relative and stays
+inside the results folder (:func:`inside_link`); otherwise it is shown as text.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -18,11 +21,24 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from bench.leaderboard import (
+    BELOW_CHANCE,
+    BELOW_CHANCE_NOTE,
+    COMPARISON_NOTE,
+    MATRIX_NOTE,
+    READING,
     SHOWN,
     SOURCE_ATTRIBUTION_NOTE,
+    Leaderboard,
     attribution_table,
-    records_frame,
+    below_chance,
+    cell_heading,
+    cell_note,
+    comparison_tables,
+    covers_note,
+    matrix_tables,
+    not_compared,
     source_attribution_tables,
+    spread_columns,
 )
 from bench.provenance import summarise_provenance
 
@@ -45,42 +61,71 @@ def inside_link(path: object) -> str | None:
 
 
 def _number(row: pd.Series, name: str) -> dict:
-    """A table cell for a metric: its value, interval, sort key and record link."""
+    """A table cell for a metric: its value, interval, sort key, the below-chance flag and, for a cell with one
+    record, the record's link."""
     value = row.get(name)
     if value is None or pd.isna(value):
         return {"text": "–", "sort": ""}
     low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     interval = "" if low is None or pd.isna(low) else f"[{low:.3f}, {high:.3f}]"
-    return {"text": f"{value:.3f}", "sort": repr(float(value)), "ci": interval, "href": inside_link(row["record"])}
+    records = row["records"].split()
+    return {"text": f"{value:.3f}", "sort": repr(float(value)), "ci": interval,
+            "href": inside_link(records[0]) if len(records) == 1 else None,
+            "flag": BELOW_CHANCE if name == "roc_auc" and value < 0.5 else ""}
+
+
+def _plain(value: object, digits: int = 3) -> dict:
+    """A table cell for a plain number (a spread, a chance level); "–" where there is none."""
+    if value is None or pd.isna(value):
+        return {"text": "–", "sort": ""}
+    return {"text": f"{value:.{digits}f}", "sort": repr(float(value))}
 
 
 def _table(group: pd.DataFrame, pictures: dict[str, str]) -> dict:
-    """One sortable table: the cells of one (training set, test source) pair."""
+    """One sortable table: the cells (over their seeds) of one (training set, test source) pair."""
     metrics = {name: label for name, label in _METRICS.items() if name in group and group[name].notna().any()}
-    columns = [("detector", "Detector"), ("perturbation", "Perturbation"), ("seed", "Seed"), *metrics.items(),
-               ("train_seconds", "Train s"), ("epochs", "Epochs"), ("record", "Record")]
+    spread = spread_columns(group)
+    columns = [("detector", "Detector"), ("perturbation", "Perturbation"), ("seeds", "Seeds")]
+    for name, label in metrics.items():
+        columns.append((name, label))
+        if name in spread:
+            columns.append((f"{name}_std", spread[name]))
+        if name == "average_precision":
+            columns.append(("ap_chance", "AP chance"))
+    columns += [("train_seconds", "Train s"), ("epochs", "Epochs"), ("records", "Records")]
     rows = []
     for _, row in group.iterrows():
-        links = [{"text": "json", "href": inside_link(row["record"])}]
-        if row["record"] in pictures:
-            links.append({"text": "attributions", "href": inside_link(pictures[row["record"]])})
-        rows.append([
-            {"text": row["detector"]},
-            {"text": row["perturbation"], "sort": f"{row['level_order']:04d} {row['perturbation']}"},
-            {"text": str(row["seed"]), "sort": str(row["seed"])},
-            *(_number(row, name) for name in metrics),
-            {"text": f"{row['train_seconds']:.0f}", "sort": repr(float(row["train_seconds"]))},
-            {"text": str(row["epochs"]), "sort": str(row["epochs"])},
-            {"links": links},
-        ])
-    first = group.iloc[0]
+        links = []
+        for seed, record in zip(row["seeds"].split(), row["records"].split(), strict=True):
+            links.append({"text": f"json {seed}", "href": inside_link(record)})
+            if record in pictures:
+                links.append({"text": f"attributions {seed}", "href": inside_link(pictures[record])})
+        cells = [{"text": row["name"]},
+                 {"text": row["perturbation"], "sort": f"{row['level_order']:04d} {row['perturbation']}"},
+                 {"text": row["seeds"].replace(" ", ", "), "sort": str(row["n_seeds"])}]
+        for name in metrics:
+            cells.append(_number(row, name))
+            if name in spread:
+                cells.append(_plain(row[f"{name}_std"]))
+            if name == "average_precision":
+                cells.append(_plain(row["ap_chance"]))
+        rows.append([*cells,
+                     {"text": f"{row['train_seconds']:.0f}", "sort": repr(float(row["train_seconds"]))},
+                     {"text": str(row["epochs"]), "sort": str(row["epochs"])},
+                     {"links": links}])
     return {
-        "heading": f"Trained on {first['trained_on']} ({first['n_train_real']} real + {first['n_train_fake']} fake "
-                   f"images), tested on {first['tested_on']} ({first['n_test_real']} real vs "
-                   f"{first['n_test_fake']} fake)",
+        "heading": cell_heading(group.iloc[0]),
+        "note": cell_note(group),
+        "footnote": BELOW_CHANCE_NOTE if below_chance(group) else "",
         "columns": [{"key": key, "label": label} for key, label in columns],
         "rows": rows,
     }
+
+
+def _html_table(frame: pd.DataFrame) -> Markup:
+    """A text table as escaped HTML, Markdown's ``**bold**`` as <strong>."""
+    shown = frame.map(lambda value: re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(str(value))))
+    return Markup(shown.to_html(index=False, escape=False, border=0, classes="summary"))
 
 
 def _summary(heading: str, note: str, frame: pd.DataFrame, link_column: str | None = None) -> dict:
@@ -103,9 +148,26 @@ def _summaries(records: list[dict]) -> list[dict]:
     return summaries
 
 
-def render_html(records: list[dict], out_dir: Path, title: str, description: str = "") -> str:
-    """The leaderboard page for ``records``, to be written into ``out_dir`` (whose figures it embeds)."""
-    frame = records_frame(records)
+def _sections(board: Leaderboard) -> list[dict]:
+    """The cross-source matrix and the detector comparisons, each a heading, a note and text tables."""
+    sections = []
+    clean = board.cells[board.cells["family"] == "clean"] if not board.cells.empty else board.cells
+    matrix = matrix_tables(board.cells)
+    if matrix:
+        sections.append({"heading": "Cross-source matrix", "note": f"{MATRIX_NOTE} {covers_note(clean)}",
+                         "footnote": BELOW_CHANCE_NOTE if below_chance(clean) else "",
+                         "tables": [(label, _html_table(table)) for label, table in matrix]})
+    comparisons, skipped = comparison_tables(board.comparisons), not_compared(board.comparisons)
+    if comparisons or skipped:
+        sections.append({"heading": "Which detector is better", "note": f"{COMPARISON_NOTE} {skipped}".strip(),
+                         "footnote": "",
+                         "tables": [(heading, _html_table(table)) for heading, table in comparisons]})
+    return sections
+
+
+def render_html(board: Leaderboard, out_dir: Path, title: str, description: str = "") -> str:
+    """The leaderboard page for ``board``, to be written into ``out_dir`` (whose figures it embeds)."""
+    records, frame = board.records, board.cells
     pictures = {f"records/{r['key']}.json": r["attribution"]["figure"] for r in records if "attribution" in r}
     figures_dir = Path(out_dir) / "figures"
     linked = set(pictures.values())  # per-record attribution pictures are linked from their rows
@@ -117,9 +179,10 @@ def render_html(records: list[dict], out_dir: Path, title: str, description: str
         title=title,
         description=description.strip(),
         count=len(records),
+        reading=READING,
         provenance=summarise_provenance(records) if records else None,
-        level=records[0]["bootstrap"]["level"] if records else 0.95,
         figures=figures,
+        sections=_sections(board),
         summaries=_summaries(records),
         tables=tables,
     )

@@ -2,12 +2,14 @@
 
 Images are decoded once, checked (RGB, expected size, decodable), and stored lossless as uint8 arrays;
 each source records how its files were encoded (format, JPEG quality and chroma subsampling), because a
-detector can learn a file-format difference instead of real-vs-fake.
+detector can learn a file-format difference instead of real-vs-fake, and what was changed on the way (16-bit
+channels reduced to 8 bits, file names that are not UTF-8 stored with ``\\xNN`` escapes).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import urllib.error
@@ -34,14 +36,38 @@ CIFAKE_URL = (
 )
 CIFAKE_CLASS_DIRS: dict[Label, str] = {"real": "REAL", "fake": "FAKE"}
 CIFAKE_SOURCE_NAMES: dict[Label, str] = {"real": "cifake-real", "fake": "cifake-sd14"}
+CLI_SKIP = "pass --skip-bad"
+SUITE_SKIP = "set `skip_bad: true` on the source in the suite"
+NAME_ESCAPED = "file name not UTF-8, stored with \\x escapes"
 
 
 class ImageFileError(SourceError):
-    """One input file cannot become a 32x32 RGB image; the message names the file and the fix."""
+    """An input file that skipping bad files would skip; the message names the file, the fix and the skip."""
 
     def __init__(self, file: str, problem: str, fix: str, reason: str) -> None:
-        super().__init__(f"{file}: {problem}. {fix}, or pass --skip-bad to skip such files (they are counted).")
-        self.reason = reason
+        self.file, self.problem, self.fix, self.reason = file, problem, fix, reason
+        super().__init__(self.explain(CLI_SKIP))
+
+    def explain(self, skip: str) -> str:
+        """The message with ``skip`` (e.g. "pass --skip-bad") as the way to skip such files."""
+        return f"{self.file}: {self.problem}. {self.fix}, or {skip} to skip such files (they are counted)."
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Images decoded from files, their file names, and counts of their encodings, of the files skipped and of
+    the changes made, by reason."""
+
+    images: np.ndarray
+    files: list[str]
+    encoding: dict[str, int]
+    skipped: dict[str, int]
+    converted: dict[str, int]
+
+
+def printable_name(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes of a file name that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def cifake_source_name(label: Label, split: str) -> str:
@@ -71,13 +97,19 @@ def describe_encoding(image: Image.Image) -> str:
     return f"JPEG {'q' + str(quality) if quality else 'custom tables'} {sampling}"
 
 
-def decode_image(data: bytes, file: str, size: int | None) -> tuple[np.ndarray, str]:
-    """Decode one image file into (3, size, size) uint8 (any square size if None) and its encoding; raise
-    ImageFileError if unusable."""
+def _rawmodes(image: Image.Image) -> list[str]:
+    """How the tiles of an opened (not yet loaded) image store their pixels, e.g. ``RGB;16B``."""
+    return [args if isinstance(args, str) else str(args[0]) for *_, args in image.tile if args]
+
+
+def decode_image(data: bytes, file: str, size: int | None) -> tuple[np.ndarray, str, str | None]:
+    """Decode one image file into (3, size, size) uint8 (any square size if None), its encoding and the change
+    made to its pixels (None if none); raise ImageFileError if unusable."""
     if not data:
         raise ImageFileError(file, "the file is empty", "Replace it with the original image", "empty file")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            deep = image.mode == "RGB" and any(";16" in rawmode for rawmode in _rawmodes(image))
             image.load()
             encoding = describe_encoding(image)
             mode, (width, height) = image.mode, image.size
@@ -100,27 +132,30 @@ def decode_image(data: bytes, file: str, size: int | None) -> tuple[np.ndarray, 
             f"Resize the images to {size}x{size} first",
             "wrong size",
         )
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1)), encoding
+    conversion = f"16-bit {encoding} reduced to 8 bits" if deep else None  # Pillow keeps the high bytes
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)), encoding, conversion
 
 
-def decode_all(
-    items: Iterable[tuple[str, Callable[[], bytes]]], size: int | None, skip_bad: bool
-) -> tuple[np.ndarray, list[str], dict, dict]:
-    """Decode ``(file name, read)`` pairs into an array; returns images, files, encoding and skipped counts.
+def decode_all(items: Iterable[tuple[str, Callable[[], bytes]]], size: int | None, skip_bad: bool) -> Decoded:
+    """Decode ``(file name, read)`` pairs into an array (file names made printable).
 
     With ``size`` None the images may have any square size, the same for all: the most common one.
     """
     decoded, skipped = [], Counter()
-    for file, read in items:
+    for name, read in items:
+        file = printable_name(name)
         try:
-            decoded.append((file, *decode_image(read(), file, size)))
+            pixels, encoding, conversion = decode_image(read(), file, size)
         except ImageFileError as exc:
             if not skip_bad:
                 raise
             skipped[exc.reason] += 1
+            continue
+        changes = [change for change in (conversion, NAME_ESCAPED if file != name else None) if change]
+        decoded.append((file, pixels, encoding, changes))
     if size is None and decoded:
-        shape = Counter(pixels.shape[1:] for _, pixels, _ in decoded).most_common(1)[0][0]
-        odd = [(file, pixels.shape) for file, pixels, _ in decoded if pixels.shape[1:] != shape]
+        shape = Counter(pixels.shape[1:] for _, pixels, *_ in decoded).most_common(1)[0][0]
+        odd = [(file, pixels.shape) for file, pixels, *_ in decoded if pixels.shape[1:] != shape]
         if shape[0] != shape[1]:
             raise SourceError(f"the images are {shape[1]}x{shape[0]} pixels: resize or crop them to a square size")
         if odd and not skip_bad:
@@ -131,7 +166,8 @@ def decode_all(
         size = shape[0]
         decoded = [d for d in decoded if d[1].shape[1:] == shape]
     array = np.stack([d[1] for d in decoded]) if decoded else np.empty((0, 3, size or 32, size or 32), np.uint8)
-    return array, [d[0] for d in decoded], dict(Counter(d[2] for d in decoded)), dict(+skipped)
+    return Decoded(array, [d[0] for d in decoded], dict(Counter(d[2] for d in decoded)), dict(+skipped),
+                   dict(Counter(change for d in decoded for change in d[3])))
 
 
 def import_folder(
@@ -148,26 +184,24 @@ def import_folder(
     if not folder.is_dir():
         raise SourceError(f"{folder} is not a folder of images: check the path")
     paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    others = [p.name for p in paths if p.suffix.lower() not in IMAGE_SUFFIXES]
+    others = [printable_name(p.name) for p in paths if p.suffix.lower() not in IMAGE_SUFFIXES]
     if others and not skip_bad:
-        raise SourceError(
-            f"{folder} holds files that are not images ({', '.join(others[:3])}"
-            f"{', ...' if len(others) > 3 else ''}): move them out, or pass --skip-bad to skip them"
-        )
+        listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise ImageFileError(str(folder), f"holds files that are not images ({listed})", "Move them out",
+                             "not an image file")
     images_paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images_paths:
-        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        subfolders = sorted(printable_name(p.name) for p in folder.iterdir() if p.is_dir())
         hint = f" It has sub-folders ({', '.join(subfolders)}): import each one." if subfolders else ""
         raise SourceError(f"{folder} contains no image files ({', '.join(sorted(IMAGE_SUFFIXES))}).{hint}")
-    images, files, encoding, skipped = decode_all(
-        ((p.name, p.read_bytes) for p in images_paths), size, skip_bad
-    )
+    decoded = decode_all(((p.name, p.read_bytes) for p in images_paths), size, skip_bad)
     if others:
-        skipped["not an image file"] = len(others)
-    validate_images(images, f"{folder}")
+        decoded.skipped["not an image file"] = len(others)
+    validate_images(decoded.images, f"{folder}")
     origin = {"importer": "folder", "path": str(folder.resolve()),
               "identity": folder_identity(folder, label, split, skip_bad)}
-    return store.save(name, images, label, split, origin, {"files": encoding}, files, skipped)
+    return store.save(name, decoded.images, label, split, origin, {"files": decoded.encoding}, decoded.files,
+                      decoded.skipped, decoded.converted)
 
 
 def import_npz(
@@ -180,13 +214,7 @@ def import_npz(
 ) -> Manifest:
     """Import a uint8 array stored under ``key`` in an .npz file, as (N, 3, H, W) or (N, H, W, 3)."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if key not in archive.files:
-                raise SourceError(f"{path} has no array {key!r} (it has {archive.files}): pass --key NAME")
-            images = archive[key]
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise SourceError(f"{path} is not a readable .npz file ({exc})") from exc
+    images = read_npz_array(path, key)
     if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
         images = images.transpose(0, 3, 1, 2)
     validate_images(images, f"{path}[{key!r}]")
@@ -197,6 +225,51 @@ def import_npz(
     files = [f"{path.name}[{i}]" for i in range(len(images))]
     encoding = {"files": {"array": len(images)}}
     return store.save(name, np.ascontiguousarray(images), label, split, origin, encoding, files)
+
+
+def available_memory() -> int:
+    """Bytes of memory a new array can take: MemAvailable on Linux, else the machine's physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def read_npz_array(path: Path, key: str) -> np.ndarray:
+    """The array ``key`` of the .npz file ``path``, after its header shows it fits in memory; SourceError if not."""
+    try:
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as handle:
+                npy = handle.read(6) == b"\x93NUMPY"
+            problem = "a single .npy array, not an .npz archive" if npy else "not an .npz archive (not a zip file)"
+            raise SourceError(f"{path}: {problem}. Save the images with numpy.savez(FILE, {key}=images), "
+                              "or give the path of the .npz file")
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            member = f"{key}.npy" if f"{key}.npy" in names else key
+            if member not in names:
+                arrays = [n.removesuffix(".npy") for n in names]
+                raise SourceError(f"{path} has no array {key!r} (it has {arrays}): pass --key NAME")
+            with archive.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f"unsupported .npy format version {version}")
+                shape, _, dtype = read_header(handle)
+            size, free = math.prod(shape) * dtype.itemsize, available_memory()
+            if size > free:
+                raise SourceError(f"{path}[{key!r}]: a {dtype} array of shape {shape} takes {size / 1e9:,.1f} GB, "
+                                  f"more than the {free / 1e9:,.1f} GB of memory available. Split it into "
+                                  "several .npz files, or import it on a machine with more memory")
+            with archive.open(member) as handle:
+                return np.lib.format.read_array(handle, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SourceError(f"{path} is not a readable .npz file ({exc})") from exc
 
 
 def _cifake_candidates(data_root: Path | None, download_dir: Path) -> list[Path]:
@@ -268,20 +341,17 @@ def import_cifake(
         with zipfile.ZipFile(location) as archive:
             members = sorted(n for n in archive.namelist() if n.startswith(prefix) and not n.endswith("/"))
             _require_members(members, location, prefix)
-            images, files, encoding, skipped = decode_all(
-                ((m, lambda m=m: archive.read(m)) for m in members), 32, skip_bad
-            )
+            decoded = decode_all(((m, lambda m=m: archive.read(m)) for m in members), 32, skip_bad)
     else:
         folder = location / prefix
         paths = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
         _require_members(paths, location, prefix)
-        images, files, encoding, skipped = decode_all(
-            ((f"{prefix}{p.name}", p.read_bytes) for p in paths), 32, skip_bad
-        )
-    validate_images(images, f"{location}:{prefix}")
+        decoded = decode_all(((f"{prefix}{p.name}", p.read_bytes) for p in paths), 32, skip_bad)
+    validate_images(decoded.images, f"{location}:{prefix}")
     origin = {"importer": "cifake", "path": str(location.resolve()), "members": prefix,
               "identity": cifake_identity(location, split, label, skip_bad)}
-    return store.save(name, images, label, split, origin, {"files": encoding}, files, skipped)
+    return store.save(name, decoded.images, label, split, origin, {"files": decoded.encoding}, decoded.files,
+                      decoded.skipped, decoded.converted)
 
 
 def _require_members(members: list, location: Path, prefix: str) -> None:
@@ -366,6 +436,16 @@ class Importer(Protocol):
 IMPORTERS: Registry[Importer] = Registry("importer", "bench.importers", "bench.importers")
 
 
+def _for_suite(name: str, where: str, load: Callable[[], Manifest]) -> Manifest:
+    """Run a suite source's import: its errors name the source and its input, and skip with the suite's key."""
+    try:
+        return load()
+    except ImageFileError as exc:
+        raise SourceError(f"source {name} ({where}): {exc.explain(SUITE_SKIP)}") from exc
+    except SourceError as exc:
+        raise SourceError(f"source {name} ({where}): {exc}") from exc
+
+
 class CifakeImporter:
     """CIFAKE (Bird & Lotfi 2023) from cifake.zip or its extracted folder under the data root, else Kaggle."""
 
@@ -380,7 +460,8 @@ class CifakeImporter:
 
     def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
         location = locate_cifake(context.data_root, context.data_dir / "downloads")
-        return import_cifake(context.store, location, spec.split, spec.label, name=name, skip_bad=spec.skip_bad)
+        return _for_suite(name, f"CIFAKE {location}", lambda: import_cifake(
+            context.store, location, spec.split, spec.label, name=name, skip_bad=spec.skip_bad))
 
 
 class FolderImporter:
@@ -397,8 +478,9 @@ class FolderImporter:
         return folder_identity(folder, spec.label, spec.split, spec.skip_bad) if folder.is_dir() else None
 
     def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
-        return import_folder(context.store, context.input_path(spec.path), name, spec.label, spec.split,
-                             skip_bad=spec.skip_bad)
+        folder = context.input_path(spec.path)
+        return _for_suite(name, f"folder {folder}", lambda: import_folder(
+            context.store, folder, name, spec.label, spec.split, skip_bad=spec.skip_bad))
 
 
 class NpzImporter:

@@ -1,32 +1,49 @@
-"""Leaderboards rendered from result records (never edited by hand): Markdown, CSV and figures.
+"""Leaderboards rendered from result records (never edited by hand): Markdown, CSV, JSON and figures.
 
-Besides one detailed table per (training set, test source), the Markdown has, where the records call
-for them: a cross-source matrix (rows = what a detector was trained on, columns = what it was tested on)
-with its heatmaps, robustness tables (a metric per perturbation level) with robustness curves, and the
-attribution scores.
+Every view reads one aggregate per cell over its training seeds (:func:`bench.compare.aggregate`): the mean
+over seeds, the standard deviation across them, and an interval that says what it covers (a two-level
+bootstrap over seeds and test images; the test images only with one seed). The files:
+
+- ``leaderboard.csv`` / ``.json``: one row per cell over its seeds: each metric's mean (``accuracy``), interval
+  (``accuracy_ci_low``, ``accuracy_ci_high``) and standard deviation across seeds (``accuracy_std``), with
+  ``n_seeds``, ``seeds``, ``interval`` (what the intervals cover), ``ap_chance`` and ``records``.
+- ``leaderboard-seeds.csv`` / ``.json``: one row per record, i.e. per seed, with the interval stored in it.
+- ``leaderboard-comparisons.csv`` / ``.json``: detectors compared pairwise on the same test images
+  (:func:`bench.compare.compare_detectors`).
+- ``leaderboard.md``, ``leaderboard.html`` and ``figures/*.png``.
+
+Besides one detailed table per (training set, test source), the Markdown has, where the records call for
+them: a cross-source matrix (rows = what a detector was trained on, columns = what it was tested on) with its
+heatmaps, the detector comparisons, robustness tables (a metric per perturbation level) with robustness
+curves, and the attribution scores.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import figures
+from bench.compare import COMPARED, Aggregate, Comparison, aggregate, compare_detectors, stored_metric
 from bench.files import write_atomic
 from bench.metrics import METRICS
 from bench.provenance import summarise_provenance
-from bench.records import metric_text
+from bench.records import canonical_kwargs, metric_text
 
 SHOWN = {
     "accuracy": "Acc",
+    "balanced_accuracy": "Bal acc",
     "f1": "F1",
     "roc_auc": "AUC",
     "average_precision": "AP",
     "accuracy_real": "Acc real",
     "accuracy_fake": "Acc fake",
 }
-ROBUSTNESS = {"accuracy": "Acc", "f1": "F1", "roc_auc": "AUC", "evasion_rate": "Evasion"}
+SPREAD = {"balanced_accuracy": "Bal acc sd", "roc_auc": "AUC sd"}  # the std across seeds shown in tables
+ROBUSTNESS = {"accuracy": "Acc", "balanced_accuracy": "Bal acc", "roc_auc": "AUC", "evasion_rate": "Evasion"}
 MATRIX = {"roc_auc": "AUC", "accuracy_fake": "Acc fake"}  # AP depends on each source's share of fakes
 ATTRIBUTION = {
     "faithfulness": "Faithfulness",
@@ -35,6 +52,36 @@ ATTRIBUTION = {
     "centre_share_real": "Centre share real",
     "centre_share_fake": "Centre share fake",
 }
+BELOW_CHANCE = "⚠"
+BELOW_CHANCE_NOTE = (f"{BELOW_CHANCE} AUC below 0.5, below chance: these fakes look more real to the detector than "
+                     "the reals do.")
+READING = (
+    "Each number is a mean over the cell's training seeds with its interval in brackets; the note above each "
+    "table says what the intervals cover. A proportion whose resamples all agree (as at 0 or 1) gets Wilson's "
+    "score interval instead; any other number without an interval had no spread in its resamples (or, for balanced "
+    "accuracy, comes from a record that predates it and has no score file). The decision "
+    "threshold was chosen on validation data carved from the training sources. AP is shown beside its chance "
+    "level, the share of fakes among the test images."
+)
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """What every view of a leaderboard is rendered from: the records, one row per cell aggregated over seeds
+    (``cells``), one row per record (``seeds``) and the pairwise detector comparisons."""
+
+    records: list[dict]
+    cells: pd.DataFrame
+    seeds: pd.DataFrame
+    comparisons: pd.DataFrame
+
+
+def build_leaderboard(records: list[dict], root: Path) -> Leaderboard:
+    """Aggregate ``records`` over seeds and compare their detectors, reading score files from the results folder
+    ``root``; two records for one cell identity are an error."""
+    aggregates = aggregate(records, root)
+    return Leaderboard(list(records), cells_frame(aggregates), records_frame(records),
+                       comparisons_frame(compare_detectors(aggregates)))
 
 
 def _perturbation_order(record: dict) -> int:
@@ -44,17 +91,63 @@ def _perturbation_order(record: dict) -> int:
     return next((i for i, p in enumerate(listed) if p == wanted), 0)
 
 
+def _described(record: dict) -> dict:
+    """The columns that say what a record measured, shared by the per-cell and per-seed frames."""
+    kwargs = canonical_kwargs(record.get("detector_kwargs", {}))
+    return {
+        "detector": record["detector"],
+        "kwargs": kwargs,
+        "name": record["detector"] if kwargs == "{}" else f"{record['detector']} {kwargs}",
+        "trained_on": record["train"]["name"],
+        "tested_on": record["test"]["name"],
+        "perturbation": record["perturbation"]["label"],
+        "family": record["perturbation"]["name"],
+        "level_order": _perturbation_order(record),
+    }
+
+
+def _sorted(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Rows in table order: training set, test source, perturbation (suite order), then ``by``, best first."""
+    if frame.empty:
+        return frame
+    frame = frame.assign(level=[_level(frame, row) for _, row in frame.iterrows()])
+    return frame.sort_values(["trained_on", "tested_on", "level_order", "perturbation", by, "name"],
+                             ascending=[True, True, True, True, False, True]).reset_index(drop=True)
+
+
+def cells_frame(aggregates: list[Aggregate]) -> pd.DataFrame:
+    """One row per cell over its training seeds: each metric's mean, interval and standard deviation across seeds."""
+    rows = []
+    for one in aggregates:
+        first = one.records[0]
+        row = _described(first) | {
+            "n_seeds": len(one.records),
+            "seeds": " ".join(str(seed) for seed in one.seeds),
+            "interval": one.covers,
+            "n_train_real": first["train"]["real"]["count"],
+            "n_train_fake": first["train"]["fake"]["count"],
+            "n_test_real": first["n_real"],
+            "n_test_fake": first["n_fake"],
+            "ap_chance": one.prevalence,
+        }
+        for name in [*METRICS, "evasion_rate"]:
+            metric = one.metrics.get(name, {"mean": None, "ci": None, "std": None})
+            low, high = metric["ci"] or (None, None)
+            row |= {name: metric["mean"], f"{name}_ci_low": low, f"{name}_ci_high": high, f"{name}_std": metric["std"]}
+        row |= {
+            "train_seconds": float(np.mean([r["training"]["train_seconds"] for r in one.records])),
+            "epochs": first["training"]["recipe"]["epochs"],
+            "records": " ".join(f"records/{r['key']}.json" for r in one.records),
+        }
+        rows.append(row)
+    return _sorted(pd.DataFrame(rows), "balanced_accuracy")
+
+
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: what was measured, each metric with its interval, and where it came from."""
+    """One row per record (per seed): what was measured, each metric with the interval stored in the record."""
     rows = []
     for r in records:
-        row = {
-            "detector": r["detector"],
-            "trained_on": r["train"]["name"],
-            "tested_on": r["test"]["name"],
-            "perturbation": r["perturbation"]["label"],
-            "family": r["perturbation"]["name"],
-            "level_order": _perturbation_order(r),
+        row = _described(r) | {
             "seed": r["seed"],
             "n_train_real": r["train"]["real"]["count"],
             "n_train_fake": r["train"]["fake"]["count"],
@@ -65,19 +158,35 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "epochs": r["training"]["recipe"]["epochs"],
         }
         for name in [*METRICS, "evasion_rate"]:
-            metric = r["metrics"].get(name, {"value": None, "ci": None})
-            low, high = metric["ci"] if metric["ci"] else (None, None)
-            row |= {name: metric["value"], f"{name}_ci_low": low, f"{name}_ci_high": high}
+            value, ci = stored_metric(r, name)
+            low, high = ci or (None, None)
+            row |= {name: value, f"{name}_ci_low": low, f"{name}_ci_high": high}
         row["record"] = f"records/{r['key']}.json"
+        rows.append(row)
+    return _sorted(pd.DataFrame(rows), "balanced_accuracy")
+
+
+def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
+    """One row per pair of detectors compared on one (training set, test source, perturbation)."""
+    rows = []
+    for c in comparisons:
+        row = {key: value for key, value in _described(c.a.records[0]).items()
+               if key in ("trained_on", "tested_on", "perturbation", "level_order")}
+        row |= {"a": c.a.cell.name, "b": c.b.cell.name, "seeds_a": " ".join(map(str, c.a.seeds)),
+                "seeds_b": " ".join(map(str, c.b.seeds)), "test": c.test}
+        for name in COMPARED:
+            metric = c.metrics.get(name, {})
+            low, high = metric.get("ci") or (None, None)
+            row |= {f"{name}_a": c.a.metrics[name]["mean"], f"{name}_b": c.b.metrics[name]["mean"],
+                    f"{name}_difference": metric.get("difference"), f"{name}_ci_low": low, f"{name}_ci_high": high,
+                    f"{name}_p_value": metric.get("p_value")}
+        row["roc_auc_delong_p"] = c.metrics.get("roc_auc", {}).get("delong_p")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["level"] = [_level(frame, row) for _, row in frame.iterrows()]
-    return frame.sort_values(
-        ["trained_on", "tested_on", "level_order", "perturbation", "accuracy"],
-        ascending=[True, True, True, True, False],
-    ).reset_index(drop=True)
+    return frame.sort_values(["trained_on", "tested_on", "level_order", "perturbation"], kind="stable")\
+        .reset_index(drop=True)
 
 
 def _params(label: str, family: str) -> dict[str, str]:
@@ -96,11 +205,52 @@ def _level(frame: pd.DataFrame, row: pd.Series) -> str:
     return ", ".join(f"{k}={params[k]}" for k in varying or params) or row["family"]
 
 
-def _with_interval(row: pd.Series, name: str) -> str:
+def _missing(value: object) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def cell_text(row: pd.Series, name: str) -> str:
+    """A metric of a frame row as tables print it, ``0.871 [0.855, 0.886]``, with :data:`BELOW_CHANCE` after an
+    AUC below 0.5; "–" where there is none."""
     value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
-    if value is None or pd.isna(value):
+    if _missing(value):
         return "–"
-    return metric_text(value, None if low is None or pd.isna(low) else (low, high))
+    text = metric_text(value, None if _missing(low) else (low, high))
+    return f"{text} {BELOW_CHANCE}" if name == "roc_auc" and value < 0.5 else text
+
+
+def _spread_text(value: object) -> str:
+    return "–" if _missing(value) else f"{value:.3f}"
+
+
+def difference_text(metric: str, row: pd.Series) -> str:
+    """A compared difference with its interval, ``+0.021 [+0.004, +0.037]``, in bold when the interval excludes 0."""
+    value, low, high = row[f"{metric}_difference"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if _missing(value):
+        return "–"
+    text = f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return f"**{text}**" if low > 0 or high < 0 else text
+
+
+def p_text(value: object) -> str:
+    return "–" if _missing(value) else ("<0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def verdict(row: pd.Series, metric: str = "roc_auc") -> str:
+    """Which detector the paired interval of ``metric`` favours, or that it tells them apart from neither."""
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if _missing(low):
+        return "–"
+    return f"{row['a']} better" if low > 0 else f"{row['b']} better" if high < 0 else "not told apart"
+
+
+def covers_note(frame: pd.DataFrame) -> str:
+    """What the numbers of a table are and what their intervals cover (one clause per kind of cell in it)."""
+    return "Numbers: " + "; ".join(dict.fromkeys(frame["interval"])) + "."
+
+
+def below_chance(frame: pd.DataFrame) -> bool:
+    return bool((frame["roc_auc"].dropna() < 0.5).any())
 
 
 def _slug(*parts: str) -> str:
@@ -113,47 +263,110 @@ def _has_matrix(frame: pd.DataFrame) -> bool:
 
 
 def figure_files(frame: pd.DataFrame) -> dict[str, bytes]:
-    """The leaderboard's PNG figures by path relative to its folder: heatmaps and robustness curves."""
+    """The leaderboard's PNG figures by path relative to its folder: heatmaps and robustness curves, drawn from
+    the per-cell frame (means over seeds, with their intervals)."""
     out: dict[str, bytes] = {}
     if frame.empty:
         return out
+    over = "mean over training seeds" if (frame["n_seeds"] > 1).any() else "one training seed"
     if _has_matrix(frame):
         clean = frame[frame["family"] == "clean"]
         for metric, label in MATRIX.items():
             out[f"figures/{_slug('cross-source', metric)}.png"] = figures.cross_source_heatmap(
-                clean, metric, label, f"Cross-source {label} on clean test images"
+                clean, metric, label, f"Cross-source {label} on clean test images ({over})"
             )
     if (frame["family"] != "clean").any():
         for (trained_on, tested_on), group in frame.groupby(["trained_on", "tested_on"], sort=True):
             for metric in ("accuracy", "roc_auc"):
                 out[f"figures/{_slug('robustness', trained_on, tested_on, metric)}.png"] = figures.robustness_curves(
-                    group, metric, ROBUSTNESS[metric], f"Trained on {trained_on}, tested on {tested_on}"
+                    group, metric, ROBUSTNESS[metric], f"Trained on {trained_on}, tested on {tested_on} ({over})"
                 )
     return out
 
 
-def _pivot(frame: pd.DataFrame, index: list[str], columns: str, metric: str, order: list[str]) -> str:
-    shown = frame.assign(shown=[_with_interval(row, metric) for _, row in frame.iterrows()])
-    table = shown.pivot_table(index=index, columns=columns, values="shown", aggfunc="first")
+def matrix_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The cross-source matrix as text tables, one per metric of :data:`MATRIX` (none without a matrix)."""
+    if frame.empty or not _has_matrix(frame):
+        return []
+    clean = frame[frame["family"] == "clean"]
+    order = list(dict.fromkeys(clean["tested_on"]))
+    return [(label, _pivot(clean, ["name", "trained_on"], "tested_on", metric, order))
+            for metric, label in MATRIX.items()]
+
+
+def _pivot(frame: pd.DataFrame, index: list[str], columns: str, metric: str, order: list[str]) -> pd.DataFrame:
+    shown = frame.assign(shown=[cell_text(row, metric) for _, row in frame.iterrows()])
+    table = shown.pivot(index=index, columns=columns, values="shown")
     table = table.reindex(columns=order).fillna("–").reset_index()
-    return table.rename(columns={"detector": "Detector", "trained_on": "Trained on"}).to_markdown(index=False)
+    table.columns.name = None
+    return table.rename(columns={"name": "Detector", "trained_on": "Trained on"})
+
+
+MATRIX_NOTE = ("Clean test images. Rows: the detector and what it was trained on; columns: the fake test source, each "
+               "scored against the same real test images.")
 
 
 def _matrix_section(frame: pd.DataFrame) -> list[str]:
-    if not _has_matrix(frame):
+    tables = matrix_tables(frame)
+    if not tables:
         return []
     clean = frame[frame["family"] == "clean"]
-    lines = [
-        "## Cross-source matrix",
-        "",
-        "Clean test images. Rows: the detector and what it was trained on; columns: the fake test source, each "
-        "scored against the same real test images.",
-        "",
-    ]
-    order = list(dict.fromkeys(clean["tested_on"]))
-    for metric, label in MATRIX.items():
-        lines += [f"### {label}", "", _pivot(clean, ["detector", "trained_on"], "tested_on", metric, order), "",
+    lines = ["## Cross-source matrix", "", f"{MATRIX_NOTE} {covers_note(clean)}", ""]
+    for (label, table), metric in zip(tables, MATRIX, strict=True):
+        lines += [f"### {label}", "", table.to_markdown(index=False), "",
                   f"![{label} heatmap](figures/{_slug('cross-source', metric)}.png)", ""]
+    if below_chance(clean):
+        lines += [BELOW_CHANCE_NOTE, ""]
+    return lines
+
+
+COMPARISON_NOTE = (
+    "Each pair of detectors scored on the same test images (equal sha256 of the real and "
+    "of the fake test images), A the one with the higher mean AUC. A − B is the difference of the means over "
+    "training seeds with its paired-bootstrap interval: every resample draws the test images once and scores both "
+    "detectors on them, and draws the training seeds too where there are several (paired by seed number when both "
+    "have the same seeds); p is the bootstrap p-value of no difference, and DeLong's test is added for AUC where "
+    "each detector has one seed. An interval that excludes 0 (in bold) tells the two apart; overlapping marginal "
+    "intervals in the tables above do not mean they cannot be told apart."
+)
+
+
+def comparison_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The detector comparisons made, as text tables, one per (training set, test source, perturbation)."""
+    compared = frame[frame["roc_auc_difference"].notna()] if not frame.empty else frame
+    if compared.empty:
+        return []
+    tables = []
+    delong = compared["roc_auc_delong_p"].notna().any()
+    for (trained_on, tested_on, _, perturbation), group in compared.groupby(
+            ["trained_on", "tested_on", "level_order", "perturbation"], sort=True):
+        rows = list(group.iterrows())
+        table = {"A": group["a"], "B": group["b"]}
+        for name, label in COMPARED.items():
+            table[f"{label} A − B"] = [difference_text(name, row) for _, row in rows]
+            table[f"{label} p"] = group[f"{name}_p_value"].map(p_text)
+            if name == "roc_auc" and delong:
+                table["AUC DeLong p"] = group["roc_auc_delong_p"].map(p_text)
+        table |= {"Verdict (AUC)": [verdict(row) for _, row in rows], "Test": group["test"]}
+        tables.append((f"Trained on {trained_on}, tested on {tested_on}, {perturbation}", pd.DataFrame(table)))
+    return tables
+
+
+def not_compared(frame: pd.DataFrame) -> str:
+    """A sentence counting the pairs of detectors that could not be compared, by reason ("" when none)."""
+    if frame.empty:
+        return ""
+    reasons = frame.loc[frame["roc_auc_difference"].isna(), "test"].value_counts(sort=False)
+    return " ".join(f"{count} pair{'s' if count != 1 else ''} {reason}." for reason, count in reasons.items())
+
+
+def _comparison_section(frame: pd.DataFrame) -> list[str]:
+    tables, skipped = comparison_tables(frame), not_compared(frame)
+    if not tables and not skipped:
+        return []
+    lines = ["## Which detector is better", "", f"{COMPARISON_NOTE} {skipped}".strip(), ""]
+    for heading, table in tables:
+        lines += [f"### {heading}", "", table.to_markdown(index=False, disable_numparse=True), ""]
     return lines
 
 
@@ -164,7 +377,7 @@ def _robustness_section(frame: pd.DataFrame) -> list[str]:
         "## Robustness",
         "",
         "One column per perturbation, in suite order. Evasion: the share of the fakes detected on clean input "
-        'that the perturbation turns into "real".',
+        f'that the perturbation turns into "real". {covers_note(frame)}',
         "",
     ]
     for (trained_on, tested_on), group in frame.groupby(["trained_on", "tested_on"], sort=True):
@@ -172,10 +385,13 @@ def _robustness_section(frame: pd.DataFrame) -> list[str]:
         lines += [f"### Trained on {trained_on}, tested on {tested_on}", ""]
         for metric, label in ROBUSTNESS.items():
             if group[metric].notna().any():
-                lines += [f"**{label}**", "", _pivot(group, ["detector"], "perturbation", metric, order), ""]
+                lines += [f"**{label}**", "", _pivot(group, ["name"], "perturbation", metric, order)
+                          .to_markdown(index=False), ""]
         lines += [f"![{ROBUSTNESS[m]} curves](figures/{_slug('robustness', trained_on, tested_on, m)}.png)"
                   for m in ("accuracy", "roc_auc")]
         lines.append("")
+    if below_chance(frame):
+        lines += [BELOW_CHANCE_NOTE, ""]
     return lines
 
 
@@ -197,7 +413,7 @@ def attribution_table(records: list[dict]) -> tuple[str, pd.DataFrame] | None:
     rows = []
     for r in explained:
         for method, scores in r["attribution"]["methods"].items():
-            row = {"Detector": r["detector"], "Trained on": r["train"]["name"], "Method": method}
+            row = {"Detector": r["detector"], "Trained on": r["train"]["name"], "Seed": r["seed"], "Method": method}
             for key, label in ATTRIBUTION.items():
                 row[label] = metric_text(scores[key]["value"], scores[key]["ci"])
             row["Picture"] = r["attribution"]["figure"]
@@ -251,43 +467,61 @@ def _source_attribution_section(records: list[dict]) -> list[str]:
     return lines
 
 
+def cell_heading(first: pd.Series) -> str:
+    """The heading of the table of one (training set, test source): what was trained on and tested on, and how
+    many images."""
+    return (f"Trained on {first['trained_on']} ({first['n_train_real']} real + {first['n_train_fake']} fake images), "
+            f"tested on {first['tested_on']} ({first['n_test_real']} real vs {first['n_test_fake']} fake)")
+
+
+def cell_note(group: pd.DataFrame) -> str:
+    """The note above a table of cells: what its numbers and intervals cover and how its rows are sorted."""
+    spread = " sd: the standard deviation across training seeds." if (group["n_seeds"] > 1).any() else ""
+    return (f"{covers_note(group)}{spread} Rows: perturbations in suite order, then by balanced accuracy (which, "
+            "unlike accuracy, does not reward calling everything the larger class).")
+
+
+def spread_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """The std-across-seeds columns to show: none unless some cell has several seeds."""
+    return SPREAD if (frame["n_seeds"] > 1).any() else {}
+
+
 def _cell_tables(frame: pd.DataFrame) -> list[str]:
     lines = ["## Every cell", ""]
-    for (trained_on, tested_on), group in frame.groupby(["trained_on", "tested_on"], sort=True):
-        first = group.iloc[0]
-        lines += [
-            f"### Trained on {trained_on} ({first['n_train_real']} real + {first['n_train_fake']} fake images), "
-            f"tested on {tested_on} ({first['n_test_real']} real vs {first['n_test_fake']} fake)",
-            "",
-        ]
+    spread = spread_columns(frame)
+    for _, group in frame.groupby(["trained_on", "tested_on"], sort=True):
         rows = list(group.iterrows())
-        table = pd.DataFrame({
-            "Detector": group["detector"],
-            "Perturbation": group["perturbation"],
-            "Seed": group["seed"],
-            **{label: [_with_interval(row, name) for _, row in rows] for name, label in SHOWN.items()},
-            **({"Evasion": [_with_interval(row, "evasion_rate") for _, row in rows]}
-               if group["evasion_rate"].notna().any() else {}),
+        table = {"Detector": group["name"], "Perturbation": group["perturbation"],
+                 "Seeds": group["seeds"].str.replace(" ", ", ")}
+        for name, label in SHOWN.items():
+            table[label] = [cell_text(row, name) for _, row in rows]
+            if name in spread:
+                table[spread[name]] = group[f"{name}_std"].map(_spread_text)
+            if name == "average_precision":
+                table["AP chance"] = group["ap_chance"].map(lambda p: f"{p:.3f}")
+        if group["evasion_rate"].notna().any():
+            table["Evasion"] = [cell_text(row, "evasion_rate") for _, row in rows]
+        table |= {
             "Train s": group["train_seconds"].map(lambda s: f"{s:.0f}"),
             "Epochs": group["epochs"],
-            "Record": group["record"].map(lambda p: f"[json]({p})"),
-        })
-        lines += [table.to_markdown(index=False), ""]
+            "Records": [" ".join(f"[{seed}]({path})" for seed, path in zip(row["seeds"].split(), row["records"].split(),
+                                                                         strict=True)) for _, row in rows],
+        }
+        lines += [f"### {cell_heading(group.iloc[0])}", "", cell_note(group), "",
+                  pd.DataFrame(table).to_markdown(index=False, disable_numparse=True), ""]
+        if below_chance(group):
+            lines += [BELOW_CHANCE_NOTE, ""]
     return lines
 
 
-def render_markdown(records: list[dict], title: str, description: str = "") -> str:
+def render_markdown(board: Leaderboard, title: str, description: str = "") -> str:
     """A Markdown leaderboard: provenance header, summary sections, then one table per (training, test) pair."""
-    frame = records_frame(records)
+    records, frame = board.records, board.cells
     lines = [f"# Leaderboard: {title}", ""]
     if description:
         lines += [description.strip(), ""]
-    lines += [
-        f"Rendered from {len(records)} result records in `records/` (one JSON per cell); do not edit by hand.",
-        "Each number is the value on the test subset with its bootstrap 95% interval in brackets; the decision",
-        "threshold was chosen on validation data carved from the training sources.",
-        "",
-    ]
+    lines += [f"Rendered from {len(records)} result records in `records/` (one JSON per cell and training seed); do "
+              "not edit by hand. Per-seed values: `leaderboard-seeds.csv`.", "", READING, ""]
     if frame.empty:
         return "\n".join([*lines, "No records."]) + "\n"
     made = summarise_provenance(records)
@@ -300,26 +534,33 @@ def render_markdown(records: list[dict], title: str, description: str = "") -> s
         f"- Seeds: {', '.join(made['seeds'])}; bootstrap resamples: {', '.join(made['bootstrap'])}",
         "",
     ]
-    lines += _matrix_section(frame) + _source_attribution_section(records) + _robustness_section(frame)
-    lines += _attribution_section(records)
-    lines += _cell_tables(frame)
+    lines += _matrix_section(frame) + _comparison_section(board.comparisons) + _source_attribution_section(records)
+    lines += _robustness_section(frame) + _attribution_section(records) + _cell_tables(frame)
     return "\n".join(lines)
+
+
+TABLES = {"leaderboard": "cells", "leaderboard-seeds": "seeds", "leaderboard-comparisons": "comparisons"}
 
 
 def write_leaderboard(
     records: list[dict], out_dir: Path, title: str, description: str = ""
 ) -> dict[str, Path]:
-    """Write ``leaderboard.{md,csv,json,html}`` and ``figures/*.png`` into ``out_dir``; returns the tables' paths."""
-    from bench.html import render_html  # imported here: bench.html renders this module's frame
+    """Write the leaderboard of ``records`` (whose score files lie under ``out_dir``) into ``out_dir``: Markdown,
+    HTML, the CSV and JSON tables of :data:`TABLES` (see the module docstring) and ``figures/*.png``; returns the
+    files' paths ("markdown", "html", "csv", "json", "seeds_csv", "seeds_json", "comparisons_csv", ...)."""
+    from bench.html import render_html  # imported here: bench.html renders this module's frames
 
     out_dir = Path(out_dir)
-    frame = records_frame(records)
-    for relative, picture in figure_files(frame).items():
+    board = build_leaderboard(records, out_dir)
+    for relative, picture in figure_files(board.cells).items():
         write_atomic(out_dir / relative, picture)
-    paths = {name: out_dir / f"leaderboard.{suffix}"
-             for name, suffix in (("markdown", "md"), ("csv", "csv"), ("json", "json"), ("html", "html"))}
-    write_atomic(paths["markdown"], render_markdown(records, title, description).encode())
-    write_atomic(paths["csv"], frame.to_csv(index=False).encode())
-    write_atomic(paths["json"], frame.to_json(orient="records", indent=2, double_precision=15).encode())
-    write_atomic(paths["html"], render_html(records, out_dir, title, description).encode())  # after the figures
+    paths = {"markdown": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html"}
+    write_atomic(paths["markdown"], render_markdown(board, title, description).encode())
+    for stem, name in TABLES.items():
+        frame = getattr(board, name)
+        for suffix, text in (("csv", frame.to_csv(index=False)),
+                             ("json", frame.to_json(orient="records", indent=2, double_precision=15))):
+            paths[suffix if name == "cells" else f"{name}_{suffix}"] = path = out_dir / f"{stem}.{suffix}"
+            write_atomic(path, text.encode())
+    write_atomic(paths["html"], render_html(board, out_dir, title, description).encode())  # after the figures
     return paths

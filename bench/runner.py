@@ -58,9 +58,12 @@ class Estimate:
         return self.train + self.score
 
     def line(self) -> str:
+        if not self.rates:
+            return "nothing to train or score"
+        rates = ", ".join(f"{d} {r:.0f} img/s" for d, r in self.rates.items())
         return (f"{len(self.costs)} jobs to run, estimated {duration(self.total)} on {self.device} (training "
-                f"{duration(self.train)}, scoring {duration(self.score)}; from {', '.join(f'{d} {r:.0f} img/s' for d, r in self.rates.items())} "
-                "measured with a few training steps here)") if self.rates else "nothing to train or score"
+                f"{duration(self.train)}, scoring {duration(self.score)}; from {rates} measured with a few "
+                "training steps here)")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Layout under the data directory::
 
     sources/<name>/images.npy      the pixels, uint8 (N, 3, H, W)
-    sources/<name>/manifest.json   count, split, label, sha256 of the pixels, origin, encoding
+    sources/<name>/manifest.json   count, split, label, sha256 of the pixels, origin, encoding, and counts of
+                                   the input files skipped and of the changes made on import, by reason
     sources/<name>/files.json      where each image came from: a JSON list, one name per image
                                    (sources stored before it have files.txt, one name per line, still read)
 
@@ -63,6 +64,7 @@ class Manifest:
     origin: dict
     encoding: dict
     skipped: dict = field(default_factory=dict)
+    converted: dict = field(default_factory=dict)
     created: str = ""
 
     def to_json(self) -> str:
@@ -213,6 +215,7 @@ class SourceStore:
         encoding: dict,
         files: list[str],
         skipped: dict | None = None,
+        converted: dict | None = None,
     ) -> Manifest:
         """Store a new source atomically and return its manifest. Replaces a source of the same name."""
         if not NAME_PATTERN.match(name):
@@ -234,6 +237,7 @@ class SourceStore:
             origin=origin,
             encoding=encoding,
             skipped=skipped or {},
+            converted=converted or {},
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self.root.mkdir(parents=True, exist_ok=True)

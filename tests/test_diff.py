@@ -63,7 +63,7 @@ def test_a_real_drop_beyond_the_tolerance_fails_and_is_reported(folders, tmp_pat
     line = next(line for line in report.splitlines() if "**regression**" in line)
     assert regressed["detector"] in line and "accuracy" in line and "-0.200" in line
     assert "improvement" in next(line for line in report.splitlines() if "roc_auc" in line)
-    assert "<details><summary>1 other changed numbers" in report and "within intervals" in report
+    assert "<details><summary>1 other changed numbers" in report and "within noise" in report
     assert "#### Added cells" in report and "seed 7" in report
     assert "#### Removed cells" in report
 
@@ -85,7 +85,7 @@ def test_two_records_for_one_cell_are_refused(folders):
     ("metric", "old", "new", "verdict"),
     [
         ("accuracy", (0.80, 0.75, 0.85), (0.70, 0.65, 0.74), "regression"),
-        ("accuracy", (0.80, 0.75, 0.85), (0.76, 0.70, 0.80), "within intervals"),  # overlapping intervals
+        ("accuracy", (0.80, 0.75, 0.85), (0.76, 0.70, 0.80), "within noise"),  # overlapping intervals
         ("accuracy", (0.800, 0.799, 0.801), (0.795, 0.794, 0.796), "real, within tolerance"),
         ("evasion_rate", (0.10, 0.05, 0.15), (0.40, 0.30, 0.50), "regression"),  # lower is better
         ("evasion_rate", (0.40, 0.30, 0.50), (0.10, 0.05, 0.15), "improvement"),

@@ -31,7 +31,7 @@ class Tables(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         if tag == "table":
-            self.tables.append({"headers": [], "rows": []})
+            self.tables.append({"headers": [], "rows": [], "sortable": "sortable" in (attributes.get("class") or "")})
         elif tag == "th":
             self.tables[-1]["headers"].append((attributes.get("data-key"), attributes.get("aria-sort")))
         elif tag == "tbody":
@@ -84,10 +84,14 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
 
 def test_render_writes_json_rows_and_a_page_linking_every_record(board):
     folder, records = board
-    rows = json.loads((folder / "leaderboard.json").read_text())
-    assert len(rows) == len(records)
-    assert {row["record"] for row in rows} == {f"records/{r['key']}.json" for r in records}
+    rows = json.loads((folder / "leaderboard.json").read_text())  # one row per cell over its seeds (one here)
+    seeds = json.loads((folder / "leaderboard-seeds.json").read_text())  # one row per record
+    assert len(rows) == len(seeds) == len(records)
+    paths = {f"records/{r['key']}.json" for r in records}
+    assert {path for row in rows for path in row["records"].split()} == {row["record"] for row in seeds} == paths
     assert all(isinstance(row["roc_auc"], float) for row in rows)
+    assert {row["interval"] for row in rows} == {  # old records: no score files, the intervals they store
+        "one training seed [95% interval stored in the record: test images only; no score file]"}
     page = (folder / "leaderboard.html").read_text()
     for record in records:
         assert f'href="records/{record["key"]}.json"' in page
@@ -102,10 +106,12 @@ def test_page_renders_sorts_and_shows_figures_in_headless_chromium(board, tmp_pa
     parsed = Tables()
     parsed.feed(dom)
 
-    rows = [row for table in parsed.tables for row in table["rows"]]
-    assert len(rows) == len(records)
+    sortable = [table for table in parsed.tables if table["sortable"]]
+    rows = [row for table in sortable for row in table["rows"]]
+    assert len(rows) == len(records)  # one seed per cell: one row per record
     assert {row[0] for row in rows} == {r["detector"] for r in records}
-    for table in parsed.tables:
+    assert any(not table["sortable"] for table in parsed.tables)  # the cross-source matrix, as tables too
+    for table in sortable:
         sort_state = dict(table["headers"])
         assert sort_state.pop("roc_auc") == "ascending"  # the script ran and sorted by the column in the URL
         assert set(sort_state.values()) == {"none"}
@@ -126,12 +132,13 @@ ATTRIBUTION_RECORDS = Path(__file__).resolve().parents[1] / "results" / "attribu
 
 def test_paths_read_from_records_link_only_inside_the_results_folder(tmp_path):
     from bench.html import inside_link, render_html
+    from bench.leaderboard import build_leaderboard
 
     records = [json.loads(p.read_text()) for p in sorted(ATTRIBUTION_RECORDS.glob("*.json"))]
     hostile = ["javascript:alert(1)", "/etc/passwd", "../x.png"]
     for record, figure in zip(records, hostile, strict=True):
         record["attribution"]["figure"] = figure
-    page = render_html(records, tmp_path, "hostile")
+    page = render_html(build_leaderboard(records, tmp_path), tmp_path, "hostile")
     hrefs = re.findall(r'href="([^"]*)"', page)
     assert {f"records/{r['key']}.json" for r in records} <= set(hrefs)  # the record links are still there
     assert all(inside_link(href) == href for href in hrefs)

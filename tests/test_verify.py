@@ -8,7 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-import bench.runner
+import bench.execute
 from bench.cli import main
 from bench.runner import Runner
 from bench.suite import load_suite
@@ -41,7 +41,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the checkpoints are cached: verifying must not train")
 
-    monkeypatch.setattr(bench.runner, "train_detector", refuse)
+    monkeypatch.setattr(bench.execute, "train_detector", refuse)
 
 
 def verify(results, published, data_root, *options):

@@ -1,0 +1,316 @@
+"""Numbers over records: cells aggregated over training seeds, and detectors compared on the same test images.
+
+A record's per-image scores (``scores/<key>.npy``, reals then fakes) make a *run* of :mod:`bench.statistics`.
+:func:`aggregate` groups records by cell (their identity minus the seed) and gives each metric's mean over
+seeds, its spread across seeds and a two-level bootstrap interval (seeds and test images);
+:func:`compare_detectors` gives paired differences between the detectors of each (training set, test source,
+perturbation). Records without score files (schema 1) fall back to the intervals stored in them, and every
+aggregate says what its interval covers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from bench.metrics import CHUNK_ELEMENTS, METRICS, wilson_interval
+from bench.records import RecordError, by_identity, identity
+from bench.sources import content_hash
+from bench.statistics import Run, delong_test, paired_bootstrap, seed_bootstrap
+
+PROPORTIONS = ("accuracy", "precision", "recall", "accuracy_real", "accuracy_fake")
+COMPARED = {"roc_auc": "AUC", "balanced_accuracy": "Bal acc"}  # the headline metrics of detector comparisons
+
+
+class Cell(NamedTuple):
+    """A cell measured over training seeds: a record's identity minus its seed."""
+
+    detector: str
+    kwargs: str
+    trained_on: str
+    tested_on: str
+    perturbation: str
+
+    @property
+    def name(self) -> str:
+        """The detector as tables show it: its name, with its constructor arguments when it has any."""
+        return self.detector if self.kwargs == "{}" else f"{self.detector} {self.kwargs}"
+
+    @classmethod
+    def of(cls, record: dict) -> Cell:
+        return cls(*identity(record)[:5])
+
+
+def scored_images(record: dict) -> tuple[str, str]:
+    """The sha256 of the real and of the fake test images: equal for two records scored on the same images."""
+    return record["test"]["real"]["sha256"], record["test"]["fake"]["sha256"]
+
+
+def load_run(root: Path, record: dict) -> Run | None:
+    """The record's (labels, scores, threshold) from its score file under the results folder ``root``; None when it
+    has none (records before schema 2, or a folder copied without ``scores/``). A file that does not hold the
+    scores the record names (sha256) is an error."""
+    info = record.get("scores")
+    if not info:
+        return None
+    root = Path(root).resolve()
+    path = (root / info["file"]).resolve()
+    if not path.is_relative_to(root):
+        raise RecordError(f"record {record['key']} names a score file outside its results folder: {info['file']}")
+    if not path.is_file():
+        return None
+    scores = np.load(path, allow_pickle=False)
+    n_real, n_fake = record["n_real"], record["n_fake"]
+    if content_hash(scores) != info["sha256"] or scores.shape != (n_real + n_fake,):
+        raise RecordError(f"{path} does not hold the scores of record {record['key']} (sha256 differs): re-run its "
+                          "suite")
+    return np.r_[np.zeros(n_real, int), np.ones(n_fake, int)], scores, float(record["threshold"])
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One cell over its training seeds.
+
+    ``metrics`` maps each metric (and ``evasion_rate`` where measured) to ``mean``, ``std`` (ddof=1; NaN with one
+    seed), ``per_seed``, ``ci`` (None where there is none) and ``interval`` (how ``ci`` was made). ``runs`` are
+    the seeds' score files (None when a record has none, or when the seeds were scored on different images);
+    ``covers`` says what the intervals cover, e.g. "mean over 3 training seeds [95% two-level bootstrap: ...]".
+    """
+
+    cell: Cell
+    records: tuple[dict, ...]  # by seed
+    runs: tuple[Run, ...] | None
+    metrics: dict[str, dict]
+    covers: str
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r["seed"] for r in self.records]
+
+    @property
+    def bootstrap(self) -> dict:
+        """The suite's bootstrap settings (resamples, level, seed), read from the first record."""
+        return self.records[0]["bootstrap"]
+
+    @property
+    def prevalence(self) -> float:
+        """The share of fakes among the test images: the chance level of average precision."""
+        first = self.records[0]
+        return first["n_fake"] / (first["n_real"] + first["n_fake"])
+
+
+def _unique(records: Sequence[dict]) -> None:
+    """An error for two records of one cell identity (or one record given twice)."""
+    paths = [Path("records") / f"{r['key']}.json" for r in records]
+    if len(set(paths)) < len(paths):
+        raise RecordError(f"a record is given twice: {sorted(p for p in paths if paths.count(p) > 1)[0]}")
+    by_identity(dict(zip(paths, records, strict=True)))
+
+
+def stored_metric(record: dict, name: str) -> tuple[float, list[float] | None]:
+    """A metric's value and interval as stored in the record (balanced accuracy derived, without an interval,
+    for records that predate it); NaN when the record lacks the metric."""
+    metrics = record["metrics"]
+    if name in metrics:
+        value = metrics[name]["value"]
+        return (float("nan") if value is None else float(value)), metrics[name].get("ci")
+    if name == "balanced_accuracy":
+        return (metrics["accuracy_real"]["value"] + metrics["accuracy_fake"]["value"]) / 2, None
+    return float("nan"), None
+
+
+def _confusion(record: dict, run: Run | None) -> tuple[int, int, int, int]:
+    """(tn, fp, fn, tp) of one seed: from its scores when there are some, else as stored."""
+    if run is None:
+        (tn, fp), (fn, tp) = record["confusion_matrix"]
+        return tn, fp, fn, tp
+    labels, scores, threshold = run
+    fake, called = np.asarray(labels) == 1, np.asarray(scores) >= threshold
+    return int((~fake & ~called).sum()), int((~fake & called).sum()), int((fake & ~called).sum()), \
+        int((fake & called).sum())
+
+
+def _wilson(successes: float, trials: float, level: float) -> tuple[float, float] | None:
+    """Wilson's interval of the mean successes out of the mean trials over seeds (None for no trials)."""
+    return wilson_interval(round(successes), round(trials), level) if round(trials) else None
+
+
+def _without_zero_width(name: str, metric: dict, counts: list[tuple[int, int, int, int]], level: float) -> dict:
+    """``metric`` with a zero-width interval (every resample alike, as at 0 or 1) replaced: Wilson's interval for a
+    proportion, the mean of the two classes' Wilson intervals for balanced accuracy, none for other metrics."""
+    ci = metric["ci"]
+    if ci is None or ci[0] != ci[1]:
+        return metric
+    tn, fp, fn, tp = np.mean(counts, axis=0)
+    trials = {"accuracy": (tp + tn, tn + fp + fn + tp), "precision": (tp, tp + fp), "recall": (tp, tp + fn),
+              "accuracy_real": (tn, tn + fp), "accuracy_fake": (tp, tp + fn)}
+    if name in trials:
+        ci = _wilson(*trials[name], level)
+    elif name == "balanced_accuracy":
+        real, fake = _wilson(tn, tn + fp, level), _wilson(tp, tp + fn, level)
+        ci = [(real[0] + fake[0]) / 2, (real[1] + fake[1]) / 2] if real and fake else None
+    else:
+        ci = None
+    return metric | {"ci": list(ci) if ci else None, "interval": "wilson" if ci else None}
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN with one value) of per-seed values."""
+    array = np.asarray(values, float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
+
+
+def _from_records(records: Sequence[dict], names: Iterable[str]) -> dict[str, dict]:
+    """Each metric's mean and spread over seeds from the stored values; the stored interval with one seed."""
+    metrics = {}
+    for name in names:
+        stored = [stored_metric(r, name) for r in records]
+        mean, std = _spread([value for value, _ in stored])
+        ci = stored[0][1] if len(records) == 1 else None
+        metrics[name] = {"mean": mean, "std": std, "per_seed": [value for value, _ in stored], "ci": ci,
+                         "interval": ("stored" if ci else None)}
+    return metrics
+
+
+def _evasion_interval(clean: Sequence[Run], perturbed: Sequence[Run], n_boot: int, level: float,
+                      seed: int) -> list[float] | None:
+    """Two-level percentile interval of the mean evasion rate over seeds: each resample draws the seeds and the
+    fake test images with replacement (every drawn seed on the same image draw); None if no resample had a
+    detected fake."""
+    def fakes(run: Run) -> np.ndarray:
+        return np.asarray(run[1])[np.asarray(run[0]) == 1]
+
+    detected = np.stack([fakes(run) >= run[2] for run in clean])  # (seeds, fakes)
+    evaded = detected & np.stack([fakes(run) < run[2] for run in perturbed])
+    n_seeds, n_fake = detected.shape
+    rng = np.random.default_rng(seed)
+    size, means = max(1, CHUNK_ELEMENTS // (n_fake * n_seeds)), []
+    for start in range(0, n_boot, size):
+        rows = min(size, n_boot - start)
+        images = rng.integers(0, n_fake, (rows, n_fake))
+        drawn = rng.integers(0, n_seeds, (rows, n_seeds)) + np.arange(rows)[:, None] * n_seeds
+        weights = np.bincount(drawn.ravel(), minlength=rows * n_seeds).reshape(rows, n_seeds)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = evaded[:, images].sum(-1) / detected[:, images].sum(-1)  # (seeds, rows)
+        means.append((rates.T * weights).sum(1) / n_seeds)
+    values = np.concatenate(means)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    tail = (1 - level) / 2 * 100
+    return [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+
+
+def _describe(n_seeds: int, level: float, method: str) -> str:
+    """What a cell's intervals cover, for table notes."""
+    over = f"mean over {n_seeds} training seeds" if n_seeds > 1 else "one training seed"
+    percent = f"{level * 100:g}%"
+    return over + " [" + {
+        "two-level": f"{percent} two-level bootstrap: training seeds and test images",
+        "images": f"{percent} bootstrap: test images only",
+        "stored": f"{percent} interval stored in the record: test images only; no score file",
+        "no scores": "no interval: records without score files (each seed's interval: leaderboard-seeds.csv)",
+        "mixed images": "no interval: the seeds were scored on different test images",
+        "no bootstrap": "no interval: the suite drew no bootstrap resamples",
+    }[method] + "]"
+
+
+def _aggregate(cell: Cell, records: list[dict], root: Path) -> Aggregate:
+    """One cell's aggregate (evasion rate from the stored values; see :func:`aggregate`)."""
+    runs = [load_run(root, r) for r in records]
+    same = len({scored_images(r) for r in records}) == 1
+    usable = None if any(run is None for run in runs) or not same else tuple(runs)
+    boot = records[0]["bootstrap"]
+    n_boot, level = int(boot["resamples"]), float(boot["level"])
+    if usable and n_boot:
+        stats = seed_bootstrap(usable, n_boot, level, int(boot["seed"]))["metrics"]
+        metrics = {name: stats[name] | {"interval": "bootstrap-percentile"} for name in METRICS}
+        method = "two-level" if len(records) > 1 else "images"
+    else:
+        metrics = _from_records(records, METRICS)
+        method = ("no bootstrap" if not n_boot else "stored" if len(records) == 1
+                  else "no scores" if same else "mixed images")
+    counts = [_confusion(r, run) for r, run in zip(records, runs, strict=True)]
+    metrics = {name: _without_zero_width(name, metric, counts, level) for name, metric in metrics.items()}
+    if any("evasion_rate" in r["metrics"] for r in records):
+        metrics |= _from_records(records, ["evasion_rate"])
+    return Aggregate(cell, tuple(records), usable, metrics, _describe(len(records), level, method))
+
+
+def aggregate(records: Sequence[dict], root: Path) -> list[Aggregate]:
+    """The records grouped by cell (identity minus seed) and aggregated over seeds, in order of first appearance.
+
+    Score files are read from the results folder ``root``. Two records for one cell identity are an error. An
+    evasion rate over several seeds gets a two-level bootstrap interval from the perturbed cell's and the clean
+    cell's score files.
+    """
+    _unique(records)
+    groups: dict[Cell, list[dict]] = {}
+    for record in records:
+        groups.setdefault(Cell.of(record), []).append(record)
+    cells = {cell: _aggregate(cell, sorted(group, key=lambda r: r["seed"]), root) for cell, group in groups.items()}
+    for cell, one in cells.items():
+        clean = cells.get(cell._replace(perturbation="clean"))
+        boot = one.bootstrap
+        if ("evasion_rate" in one.metrics and len(one.records) > 1 and one.runs and clean and clean.runs
+                and clean.seeds == one.seeds and boot["resamples"]):
+            ci = _evasion_interval(clean.runs, one.runs, int(boot["resamples"]), float(boot["level"]),
+                                   int(boot["seed"]))
+            one.metrics["evasion_rate"] |= {"ci": ci, "interval": "bootstrap-percentile" if ci else None}
+    return list(cells.values())
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Detector ``a`` against detector ``b`` on one (training set, test source, perturbation).
+
+    ``metrics`` maps each of :data:`COMPARED` to ``a``, ``b`` (means over seeds), ``difference`` (a - b), ``ci``
+    and ``p_value`` of the paired bootstrap, and for AUC ``delong_p`` where each side has one seed; empty when the
+    two were not compared (``test`` says why).
+    """
+
+    a: Aggregate
+    b: Aggregate
+    metrics: dict[str, dict]
+    test: str
+
+
+def _compare(a: Aggregate, b: Aggregate) -> Comparison:
+    """Paired bootstrap (and DeLong for one seed each) of a - b, when both have score files on the same images."""
+    if not (a.runs and b.runs):
+        return Comparison(a, b, {}, "not compared: records without score files")
+    if scored_images(a.records[0]) != scored_images(b.records[0]):
+        return Comparison(a, b, {}, "not compared: scored on different test images")
+    boot = a.bootstrap
+    if not boot["resamples"]:
+        return Comparison(a, b, {}, "not compared: the suite drew no bootstrap resamples")
+    paired = paired_bootstrap(a.runs, b.runs, int(boot["resamples"]), float(boot["level"]), int(boot["seed"]))
+    metrics = {name: {"a": a.metrics[name]["mean"], "b": b.metrics[name]["mean"]} | paired["metrics"][name]
+               for name in COMPARED}
+    seeds = "test images" if len(a.runs) == len(b.runs) == 1 else (
+        f"test images and training seeds ({'paired by seed' if a.seeds == b.seeds else 'resampled independently'})")
+    test = f"paired bootstrap over {seeds}"
+    if len(a.runs) == len(b.runs) == 1:
+        (labels, scores_a, _), (_, scores_b, _) = a.runs[0], b.runs[0]
+        metrics["roc_auc"]["delong_p"] = delong_test(labels, scores_a, scores_b, float(boot["level"]))["p_value"]
+        test += "; DeLong for AUC"
+    return Comparison(a, b, metrics, test)
+
+
+def compare_detectors(aggregates: Sequence[Aggregate]) -> list[Comparison]:
+    """Every pair of detectors measured on the same (training set, test source, perturbation), the one with the
+    higher mean AUC as ``a``."""
+    buckets: dict[tuple[str, str, str], list[Aggregate]] = {}
+    for one in aggregates:
+        buckets.setdefault((one.cell.trained_on, one.cell.tested_on, one.cell.perturbation), []).append(one)
+    comparisons = []
+    for group in buckets.values():
+        ranked = sorted(group, key=lambda one: (-np.nan_to_num(one.metrics["roc_auc"]["mean"], nan=-1),
+                                                one.cell.name))
+        comparisons += [_compare(a, b) for a, b in combinations(ranked, 2)]
+    return comparisons
