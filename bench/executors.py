@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -35,11 +35,16 @@ class ExecutorError(RuntimeError):
     """An executor cannot start or a job failed beyond its retries; the message says what to do."""
 
 
+def _quiet(job: JobPlan) -> None:
+    """The default ``started`` callback: say nothing."""
+
+
 class Executor(Protocol):
     """Runs jobs somewhere and yields their results as they finish."""
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
-        ...
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+            started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
+        """Run ``jobs``, calling ``started`` as each starts (or is handed to a worker), yielding results."""
 
 
 def subset_folder(settings: Settings) -> Path:
@@ -51,8 +56,10 @@ def subset_folder(settings: Settings) -> Path:
 class SerialExecutor:
     """One job after another in this process."""
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+            started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
         for job in jobs:
+            started(job)
             yield run_job(suite, job, data, settings)
 
 
@@ -67,14 +74,18 @@ class ProcessExecutor:
     workers: int
     retries: int = 2
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+            started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
         stored = data.stored(subset_folder(settings))
         settings = replace(settings, threads=_threads(settings, self.workers), progress=False)
         pending, attempts = list(jobs), dict.fromkeys((j.key for j in jobs), 0)
         while pending:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-                futures: dict[Future, JobPlan] = {pool.submit(run_job, suite, j, stored, settings): j for j in pending}
+                futures: dict[Future, JobPlan] = {}
+                for job in pending:
+                    started(job)
+                    futures[pool.submit(run_job, suite, job, stored, settings)] = job
                 pending = []
                 while futures:
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -106,7 +117,8 @@ class RayExecutor:
     shared_cache: bool = False  # workers read prepared data from the cache instead of the object store
     retries: int = 3
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings) -> Iterator[JobResult]:
+    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+            started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
         try:
             import ray
         except ImportError:
@@ -121,7 +133,10 @@ class RayExecutor:
                               max_retries=self.retries)(_ray_job)
             payload = data.stored(subset_folder(settings)) if self.shared_cache else ray.put(data)
             settings = replace(settings, threads=settings.threads or max(1, int(self.cpus_per_job)), progress=False)
-            refs = {task.remote(suite, job, payload, settings): job for job in jobs}
+            refs = {}
+            for job in jobs:
+                started(job)
+                refs[task.remote(suite, job, payload, settings)] = job
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
                 for ref in done:

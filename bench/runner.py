@@ -18,6 +18,7 @@ from bench.checkpoints import CheckpointStore
 from bench.estimate import JobCost, duration, job_cost, perturbation_passes, throughput
 from bench.execute import Settings
 from bench.executors import Executor, SerialExecutor
+from bench.files import check_writable
 from bench.plan import JobPlan, Plan, grid, plan
 from bench.prepare import Prepared, Preparer, SourceStatus, survey
 from bench.publish import Publisher
@@ -169,6 +170,8 @@ class Runner:
 
         ``before`` is called with the estimate of the remaining work before any training starts.
         """
+        for folder in (self.results_dir, self.data_dir):
+            check_writable(folder)  # before anything is imported or trained
         the_plan, data = self.plan(suite)
         recorded = self.publisher.recorded(the_plan)
         jobs = [j.with_cells({c.key for c in j.cells} - recorded) for j in the_plan.jobs]
@@ -180,7 +183,10 @@ class Runner:
         settings = Settings(self.data_dir, self.device, self.progress, self.threads)
         computed = []
         bar = tqdm(total=len(jobs), desc=suite.name, unit="job", disable=no_bars(self.progress))
-        for result in self.executor.run(suite, jobs, data, settings):
+        def started(job: JobPlan) -> None:
+            self.report(f"start {job.label}: {len(job.candidates)} candidates, {len(job.cells)} cells")
+
+        for result in self.executor.run(suite, jobs, data, settings, started):
             computed += self.publisher.write(result)
             bar.update()
             self.report(f"done {result.label}: {result.seconds:.0f} s, {result.trained} trained, "

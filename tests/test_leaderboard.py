@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bench.leaderboard import records_frame, render_markdown
+from bench.leaderboard import build_leaderboard, records_frame, render_markdown
 from bench.runner import Runner
 from bench.suite import load_suite
 
@@ -51,7 +51,7 @@ def test_levels_follow_the_suite_order(run):
 def test_markdown_has_the_matrix_and_robustness_tables(run):
     summary, results = run
     markdown = summary.leaderboard["markdown"].read_text()
-    assert markdown == render_markdown(summary.records, "matrix")
+    assert markdown == render_markdown(build_leaderboard(summary.records, results), "matrix")
     assert summary.leaderboard["markdown"].stat().st_mode & 0o777 == 0o644  # readable by others, to be published
     matrix = markdown.split("## Cross-source matrix")[1].split("## Robustness")[0]
     header = next(line for line in matrix.splitlines() if line.startswith("| Detector"))
@@ -64,3 +64,22 @@ def test_markdown_has_the_matrix_and_robustness_tables(run):
     for name in ["cross-source-roc_auc.png", "robustness-sd14-ddpm-cifar10-accuracy.png"]:
         assert f"figures/{name}" in markdown
         assert (results / "figures" / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_tables_say_what_intervals_cover_and_show_balanced_accuracy_and_the_chance_level_of_ap(run):
+    summary, results = run
+    markdown = summary.leaderboard["markdown"].read_text()
+    one_seed = "one training seed [95% bootstrap: test images only]"
+    sections = markdown.split("\n## ")
+    for name in ("Cross-source matrix", "Robustness", "Every cell"):  # every table says what its interval covers
+        assert one_seed in next(s for s in sections if s.startswith(name)), name
+    ddpm = markdown.split("tested on ddpm-cifar10 (")[-1]
+    real, fake = (int(n) for n in ddpm.split(" fake)")[0].split(" real vs "))
+    assert real != fake
+    header = next(line for line in ddpm.splitlines() if line.startswith("| Detector"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns.index("Bal acc") == columns.index("Acc") + 1  # beside each other
+    assert columns.index("AP chance") == columns.index("AP") + 1
+    assert f"| {fake / (real + fake):.3f} " in ddpm
+    assert "then by balanced accuracy" in ddpm
+    assert (results / "leaderboard-seeds.csv").is_file() and (results / "leaderboard-comparisons.csv").is_file()
