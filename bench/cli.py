@@ -295,6 +295,8 @@ LONG_RUN_SECONDS = 3 * 3600  # beyond this estimate, bench run asks for --yes on
               help="Ray: CPUs per job.")
 @click.option("--shared-cache", is_flag=True, help="Ray: workers read prepared data from --data-dir (a shared "
               "file system) instead of Ray's object store.")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads per job [default: the cores, "
+              "split among --parallel workers]; 1 is often fastest on a busy machine.")
 @click.option("--dry-run", is_flag=True, help="Print the sources, jobs and cells with an estimated time; train "
               "and write nothing.")
 @click.option("--yes", is_flag=True, help="Go on without asking when the estimate is longer than a few hours.")
@@ -318,6 +320,7 @@ def run(
     gpus_per_job: float | None,
     cpus_per_job: float,
     shared_cache: bool,
+    threads: int | None,
     dry_run: bool,
     yes: bool,
     progress: bool | None,
@@ -351,6 +354,7 @@ def run(
 
     runner = Runner(
         data_dir, results or Path("runs") / suite.name, data_root, device, progress=progress, report=report,
+        threads=threads,
         executor=make_executor(executor, parallel, address, gpus_per_job, cpus_per_job, shared_cache),
     )
     if dry_run:

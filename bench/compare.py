@@ -11,7 +11,7 @@ aggregate says what its interval covers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 from typing import NamedTuple
@@ -255,13 +255,13 @@ def aggregate(records: Sequence[dict], root: Path) -> list[Aggregate]:
         groups.setdefault(Cell.of(record), []).append(record)
     cells = {cell: _aggregate(cell, sorted(group, key=lambda r: r["seed"]), root) for cell, group in groups.items()}
     for cell, one in cells.items():
-        clean = cells.get(cell._replace(perturbation="clean"))
-        boot = one.bootstrap
+        clean, boot = cells.get(cell._replace(perturbation="clean")), one.bootstrap
         if ("evasion_rate" in one.metrics and len(one.records) > 1 and one.runs and clean and clean.runs
                 and clean.seeds == one.seeds and boot["resamples"]):
             ci = _evasion_interval(clean.runs, one.runs, int(boot["resamples"]), float(boot["level"]),
                                    int(boot["seed"]))
-            one.metrics["evasion_rate"] |= {"ci": ci, "interval": "bootstrap-percentile" if ci else None}
+            evasion = one.metrics["evasion_rate"] | {"ci": ci, "interval": "bootstrap-percentile" if ci else None}
+            cells[cell] = replace(one, metrics=one.metrics | {"evasion_rate": evasion})
     return list(cells.values())
 
 

@@ -35,6 +35,7 @@ from bench.leaderboard import (
     cell_note,
     comparison_tables,
     covers_note,
+    digits,
     matrix_tables,
     not_compared,
     source_attribution_tables,
@@ -67,9 +68,11 @@ def _number(row: pd.Series, name: str) -> dict:
     if value is None or pd.isna(value):
         return {"text": "–", "sort": ""}
     low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
-    interval = "" if low is None or pd.isna(low) else f"[{low:.3f}, {high:.3f}]"
+    ci = None if low is None or pd.isna(low) or low == high else (low, high)
+    places = digits(ci)
     records = row["records"].split()
-    return {"text": f"{value:.3f}", "sort": repr(float(value)), "ci": interval,
+    return {"text": f"{value:.{places}f}", "sort": repr(float(value)),
+            "ci": f"[{ci[0]:.{places}f}, {ci[1]:.{places}f}]" if ci else "",
             "href": inside_link(records[0]) if len(records) == 1 else None,
             "flag": BELOW_CHANCE if name == "roc_auc" and value < 0.5 else ""}
 

@@ -432,6 +432,9 @@ class Importer(Protocol):
     def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
         """Import (or generate) the source ``name`` into ``context.store``."""
 
+    def count(self, spec: Any, context: ImportContext) -> int | None:
+        """How many images the source will hold, if that can be told without importing (for estimates)."""
+
 
 IMPORTERS: Registry[Importer] = Registry("importer", "bench.importers", "bench.importers")
 
@@ -463,6 +466,17 @@ class CifakeImporter:
         return _for_suite(name, f"CIFAKE {location}", lambda: import_cifake(
             context.store, location, spec.split, spec.label, name=name, skip_bad=spec.skip_bad))
 
+    def count(self, spec: Any, context: ImportContext) -> int | None:
+        location = find_cifake(context.data_root, context.data_dir / "downloads")
+        if location is None:
+            return None
+        prefix = f"{spec.split}/{CIFAKE_CLASS_DIRS[spec.label]}/"
+        if location.is_file():
+            with zipfile.ZipFile(location) as archive:
+                return sum(n.startswith(prefix) and not n.endswith("/") for n in archive.namelist())
+        folder = location / prefix
+        return sum(p.is_file() for p in folder.iterdir()) if folder.is_dir() else None
+
 
 class FolderImporter:
     """Every image file directly inside a folder (``path:`` under the data root)."""
@@ -482,6 +496,12 @@ class FolderImporter:
         return _for_suite(name, f"folder {folder}", lambda: import_folder(
             context.store, folder, name, spec.label, spec.split, skip_bad=spec.skip_bad))
 
+    def count(self, spec: Any, context: ImportContext) -> int | None:
+        folder = context.input_path(spec.path)
+        if not folder.is_dir():
+            return None
+        return sum(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
 
 class NpzImporter:
     """A uint8 image array in an .npz file (``path:`` under the data root, ``key:`` the array's name)."""
@@ -499,6 +519,9 @@ class NpzImporter:
     def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
         return import_npz(context.store, context.input_path(spec.path), name, spec.label, spec.split, key=spec.key)
 
+    def count(self, spec: Any, context: ImportContext) -> int | None:
+        return None  # known once imported
+
 
 class CachedImporter:
     """A source already in the cache, e.g. made by `bench data audit --deduplicate`."""
@@ -513,6 +536,9 @@ class CachedImporter:
 
     def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
         return context.store.manifest(name)  # raises, saying how to make it
+
+    def count(self, spec: Any, context: ImportContext) -> int | None:
+        return None  # a cached source's manifest says it
 
 
 class GeneratorImporter:
@@ -546,7 +572,62 @@ class GeneratorImporter:
         return generate_source(context.data_dir, spec.generator, spec.config, spec.train_source, spec.count,
                                spec.seed, name, split=spec.split, progress=context.progress, device=context.device)
 
+    def count(self, spec: Any, context: ImportContext) -> int | None:
+        return spec.count
+
+
+class PerturbedImporter:
+    """Another declared source with a corruption applied to every image (e.g. a blur control for a generator)."""
+
+    fields = frozenset({"source", "perturbation"})
+
+    def check(self, spec: Any) -> None:
+        from bench.suite import PerturbationEntry
+
+        if spec.source is None or spec.perturbation is None:
+            raise ValueError("the perturbed importer needs 'source' and 'perturbation', e.g. {name: blur, sigma: 1}")
+        PerturbationEntry.model_validate(spec.perturbation)
+
+    def identity(self, spec: Any, context: ImportContext) -> str | None:
+        from bench.suite import PerturbationEntry
+
+        if not context.store.exists(spec.source):
+            return None
+        entry = PerturbationEntry.model_validate(spec.perturbation)
+        return content_key({"importer": "perturbed", "source": context.store.manifest(spec.source).sha256,
+                            "perturbation": entry.model_dump(), "label": spec.label, "split": spec.split})
+
+    def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
+        import torch
+
+        from bench.perturbations import PERTURBATIONS
+        from bench.suite import PerturbationEntry
+
+        entry = PerturbationEntry.model_validate(spec.perturbation)
+        source = context.store.load(spec.source)
+        identity = self.identity(spec, context)
+        generator = torch.Generator().manual_seed(int(identity[:8], 16))
+        function, parts = PERTURBATIONS.get(entry.name), []
+        for start in range(0, source.manifest.count, 1024):
+            batch = torch.from_numpy(np.array(source.images[start : start + 1024])).float() / 255
+            labels = torch.full((len(batch),), int(spec.label == "fake"))
+            try:
+                perturbed = function(batch, labels, None, generator, **entry.params)
+            except (AttributeError, TypeError) as exc:
+                raise SourceError(f"source {name!r}: perturbation {entry.label} needs a detector ({exc}); a perturbed "
+                                  "source takes a corruption (jpeg, blur, noise, resize)") from None
+            parts.append((perturbed.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+        origin = {"importer": "perturbed", "source": {"name": source.name, "sha256": source.manifest.sha256},
+                  "perturbation": entry.model_dump() | {"label": entry.label}, "identity": identity}
+        encoding = {"format": "raw", "lossless": True, "files": {f"{entry.label} of {source.name}": len(source.images)}}
+        files = [f"{entry.label}({file})" for file in source.files]
+        return context.store.save(name, np.concatenate(parts), spec.label, spec.split, origin, encoding, files)
+
+    def count(self, spec: Any, context: ImportContext) -> int | None:
+        return context.store.manifest(spec.source).count if context.store.exists(spec.source) else None
+
 
 for _name, _importer in (("cifake", CifakeImporter()), ("folder", FolderImporter()), ("npz", NpzImporter()),
-                         ("cached", CachedImporter()), ("generator", GeneratorImporter())):
+                         ("cached", CachedImporter()), ("generator", GeneratorImporter()),
+                         ("perturbed", PerturbedImporter())):
     IMPORTERS.register(_name, _importer)

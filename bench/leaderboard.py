@@ -209,13 +209,28 @@ def _missing(value: object) -> bool:
     return value is None or bool(pd.isna(value))
 
 
+def digits(ci: tuple[float, float] | list[float] | None) -> int:
+    """Decimals to print a number and its interval with: 3, or up to 6 while the bounds would print alike."""
+    places = 3
+    while ci and ci[0] != ci[1] and places < 6 and round(ci[0], places) == round(ci[1], places):
+        places += 1
+    return places
+
+
+def interval_text(value: float, ci: tuple[float, float] | list[float] | None) -> str:
+    """``0.871 [0.855, 0.886]``: the value with its interval, with enough decimals that the bounds print apart;
+    a zero-width interval (no spread in the resamples) is left out."""
+    ci = None if ci is None or ci[0] == ci[1] else ci
+    return metric_text(value, ci, digits(ci))
+
+
 def cell_text(row: pd.Series, name: str) -> str:
     """A metric of a frame row as tables print it, ``0.871 [0.855, 0.886]``, with :data:`BELOW_CHANCE` after an
     AUC below 0.5; "–" where there is none."""
     value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     if _missing(value):
         return "–"
-    text = metric_text(value, None if _missing(low) else (low, high))
+    text = interval_text(value, None if _missing(low) else (low, high))
     return f"{text} {BELOW_CHANCE}" if name == "roc_auc" and value < 0.5 else text
 
 
@@ -415,7 +430,7 @@ def attribution_table(records: list[dict]) -> tuple[str, pd.DataFrame] | None:
         for method, scores in r["attribution"]["methods"].items():
             row = {"Detector": r["detector"], "Trained on": r["train"]["name"], "Seed": r["seed"], "Method": method}
             for key, label in ATTRIBUTION.items():
-                row[label] = metric_text(scores[key]["value"], scores[key]["ci"])
+                row[label] = interval_text(scores[key]["value"], scores[key]["ci"])
             row["Picture"] = r["attribution"]["figure"]
             rows.append(row)
     return note, pd.DataFrame(rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -103,6 +103,7 @@ class SourceStatus:
     importer: str
     action: str
     reason: str = ""
+    count: int | None = None  # images it holds, or will hold (None: not known before importing)
 
 
 def _context(store: SourceStore, data_root: Path | None, device: str, progress: bool | None) -> ImportContext:
@@ -123,23 +124,25 @@ def survey(suite: Suite, store: SourceStore, data_root: Path | None) -> list[Sou
     for name, spec in suite.sources.items():
         importer = IMPORTERS.get(spec.importer)
         action = "generate" if spec.importer == "generator" else "import"
+        cached_count = store.manifest(name).count if store.exists(name) else None
         try:
-            wanted = importer.identity(spec, context)
+            wanted, count = importer.identity(spec, context), importer.count(spec, context)
         except SourceError as exc:
             statuses.append(SourceStatus(name, spec.importer, action, str(exc)))
             continue
         if spec.importer == "cached":
-            found = store.exists(name)
+            found = cached_count is not None
             statuses.append(SourceStatus(name, spec.importer, "cached" if found else "missing",
-                                         "" if found else "not in the cache"))
+                                         "" if found else "not in the cache", cached_count))
         elif wanted is None:
-            statuses.append(SourceStatus(name, spec.importer, action, "its input is not prepared yet"))
+            statuses.append(SourceStatus(name, spec.importer, action, "its input is not prepared yet", count))
         elif _cached_identity(store, name) == wanted:
-            statuses.append(SourceStatus(name, spec.importer, "cached"))
+            statuses.append(SourceStatus(name, spec.importer, "cached", count=cached_count))
         else:
-            reason = "not in the cache" if not store.exists(name) else "the cached copy came from other input"
-            statuses.append(SourceStatus(name, spec.importer, action, reason))
-    return statuses
+            reason = "not in the cache" if cached_count is None else "the cached copy came from other input"
+            statuses.append(SourceStatus(name, spec.importer, action, reason, count))
+    counts = {s.name: s.count for s in statuses}
+    return [replace(s, count=counts.get(suite.sources[s.name].source)) if s.count is None else s for s in statuses]
 
 
 class Preparer:
@@ -157,8 +160,9 @@ class Preparer:
         if name in self._loaded:
             return self._loaded[name]
         spec = specs[name]
-        if spec.train_source:
-            self.source(spec.train_source, specs)  # a generator's training data comes first
+        for needed in (spec.train_source, spec.source):  # a generator's training data, a perturbed source's input
+            if needed:
+                self.source(needed, specs)
         importer = IMPORTERS.get(spec.importer)
         wanted = importer.identity(spec, self.context)
         cached = _cached_identity(self.store, name)

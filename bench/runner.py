@@ -7,14 +7,17 @@ run would do, with an estimated time, without training or writing anything.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from bench.checkpoints import CheckpointStore
+from bench.detector import DETECTORS
 from bench.estimate import JobCost, duration, job_cost, perturbation_passes, throughput
 from bench.execute import Settings
 from bench.executors import Executor, SerialExecutor
@@ -45,6 +48,7 @@ class Estimate:
     costs: dict[str, JobCost] = field(default_factory=dict)  # by job key, for the jobs to run
     rates: dict[str, float] = field(default_factory=dict)  # training images/s by detector
     device: str = "cpu"
+    unknown: int = 0  # jobs whose data size is not known before importing (not estimated)
 
     @property
     def train(self) -> float:
@@ -60,11 +64,13 @@ class Estimate:
 
     def line(self) -> str:
         if not self.rates:
-            return "nothing to train or score"
+            return f"{self.unknown} jobs, not estimated before their data is imported" if self.unknown else (
+                "nothing to train or score")
         rates = ", ".join(f"{d} {r:.0f} img/s" for d, r in self.rates.items())
-        return (f"{len(self.costs)} jobs to run, estimated {duration(self.total)} on {self.device} (training "
-                f"{duration(self.train)}, scoring {duration(self.score)}; from {rates} measured with a few "
-                "training steps here)")
+        unknown = f"; {self.unknown} more jobs not estimated before their data is imported" if self.unknown else ""
+        return (f"{len(self.costs) + self.unknown} jobs to run, estimated {duration(self.total)} on {self.device} "
+                f"(training {duration(self.train)}, scoring {duration(self.score)}; from {rates} measured with a few "
+                f"training steps here; importing and generating sources not included{unknown})")
 
 
 @dataclass
@@ -82,7 +88,8 @@ class DryRun:
         """One line: jobs, cells and the estimate."""
         if self.plan is None:
             prepare = [s.name for s in self.sources if s.action != "cached"]
-            return f"{len(prepare)} sources to prepare first ({', '.join(prepare)}); jobs and cells follow from them"
+            return (f"{len(prepare)} sources to prepare first ({', '.join(prepare)}), then cell keys follow from "
+                    f"their images: {self.estimate.line()}")
         cells = len(self.plan.cells)
         return (f"{len(self.plan.jobs)} jobs ({len(self.plan.jobs) - len(self.pending)} done), {cells} cells "
                 f"({len(self.recorded)} recorded): {self.estimate.line()}")
@@ -90,8 +97,8 @@ class DryRun:
     def text(self) -> str:
         """The full report that ``bench run --dry-run`` prints."""
         lines = ["Sources:"]
-        lines += [f"  {s.name:<28} {s.importer:<10} {s.action}{f' ({s.reason})' if s.reason else ''}"
-                  for s in self.sources]
+        lines += [f"  {s.name:<28} {s.importer:<10} {s.count if s.count is not None else '?':>7} images  "
+                  f"{s.action}{f' ({s.reason})' if s.reason else ''}" for s in self.sources]
         if self.plan is not None:
             lines.append("Jobs (detector on training set, seed: grid candidates; estimated time):")
             for job in self.plan.jobs:
@@ -152,11 +159,37 @@ class Runner:
             result.costs[job.key] = job_cost(recipes, real.count + fake.count, n_test, passes, result.rates[name])
         return result
 
+    def rough_estimate(self, suite: Suite, sources: list[SourceStatus]) -> Estimate:
+        """Estimated time of every job of ``suite`` from the sources' image counts, before anything is imported."""
+        counts = {s.name: s.count for s in sources}
+
+        def drawn(names: list[str], limit: int | None) -> int | None:
+            known = [counts.get(n) for n in names]
+            return None if None in known else min(sum(known), limit or sum(known))
+
+        result = Estimate(device=self.device)
+        reals = drawn([suite.test.real], suite.test.limit)
+        fakes = [drawn([n], suite.test.limit) for n in suite.test_fakes()]
+        for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
+            real, fake = drawn(train.real, train.limit), drawn(train.fake, train.limit)
+            if None in (real, fake, reals, *fakes):
+                result.unknown += 1
+                continue
+            name = entry.name
+            if name not in result.rates:
+                result.rates[name] = throughput(name, DETECTORS.get(name).input_size,
+                                                grid(suite, entry)[0].batch_size, self.device, entry.kwargs)
+            n_test = [reals + n for n in fakes for _ in suite.perturbations]
+            passes = [perturbation_passes(p.name, p.params) for _ in fakes for p in suite.perturbations]
+            result.costs[f"{name}/{train.name}/{seed}"] = job_cost(grid(suite, entry), real + fake, n_test, passes,
+                                                                   result.rates[name])
+        return result
+
     def dry_run(self, suite: Suite) -> DryRun:
         """What :meth:`run` would do, without importing, training or writing anything."""
         statuses = survey(suite, self.preparer.store, self.data_root)
         if any(s.action != "cached" for s in statuses):
-            return DryRun(statuses, None, [], set(), set(), Estimate(device=self.device))
+            return DryRun(statuses, None, [], set(), set(), self.rough_estimate(suite, statuses))
         the_plan, data = self.plan(suite)
         recorded = {c.key for c in the_plan.cells if self.publisher.record_path(c.key).is_file()}
         checkpoints = CheckpointStore(self.data_dir)
@@ -172,11 +205,17 @@ class Runner:
         """
         for folder in (self.results_dir, self.data_dir):
             check_writable(folder)  # before anything is imported or trained
+        if self.threads:
+            torch.set_num_threads(self.threads)  # for the estimate; each job sets its own
+        sources = survey(suite, self.preparer.store, self.data_root)
+        unprepared = any(s.action != "cached" for s in sources)
+        if before is not None and unprepared:  # warn before the long road: importing and generating come first
+            before(self.rough_estimate(suite, sources))
         the_plan, data = self.plan(suite)
         recorded = self.publisher.recorded(the_plan)
         jobs = [j.with_cells({c.key for c in j.cells} - recorded) for j in the_plan.jobs]
         jobs = [j for j in jobs if j.cells]
-        if before is not None and jobs:
+        if before is not None and jobs and not unprepared:
             checkpoints = CheckpointStore(self.data_dir)
             cached = {c.key for j in jobs for c in j.candidates if checkpoints.has(c.key)}
             before(self.estimate(jobs, the_plan, data, cached))

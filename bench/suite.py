@@ -101,6 +101,10 @@ class SourceSpec(Strict):
     train_source: str | None = Field(None, description="declared real source the generator is trained on")
     count: int | None = Field(None, ge=1, description="images to sample")
     seed: int = Field(0, description="seed of the generator's training and sampling")
+    source: str | None = Field(None, description="declared source whose images are perturbed (perturbed importer)")
+    perturbation: dict[str, Any] | None = Field(
+        None, description="the corruption applied to every image of 'source', e.g. {name: blur, sigma: 1}"
+    )
 
     @field_validator("path")
     @classmethod
@@ -120,7 +124,7 @@ class SourceSpec(Strict):
     @model_validator(mode="after")
     def _importer_fields(self) -> SourceSpec:
         importer = IMPORTERS.get(self.importer)
-        own = {"path", "key", "generator", "config", "train_source", "count", "seed"}
+        own = {"path", "key", "generator", "config", "train_source", "count", "seed", "source", "perturbation"}
         used = sorted(k for k in own - importer.fields if getattr(self, k) != type(self).model_fields[k].default)
         if used:
             raise ValueError(f"{', '.join(used)}: the {self.importer} importer does not take these keys "
@@ -360,6 +364,8 @@ class Suite(Strict):
         for name, spec in self.sources.items():
             if spec.train_source is not None:
                 self._check_source(spec.train_source, "real", f"sources.{name}.train_source", declared)
+            if spec.source is not None:
+                self._check_source(spec.source, spec.label, f"sources.{name}.source", declared)
         self._check_source(self.test.real, "real", "test real", declared)
         if not self.test_fakes():
             raise ValueError(f"test fake {self.test.fake} matches no declared fake test source ({declared})")

@@ -125,6 +125,21 @@ def test_page_renders_sorts_and_shows_figures_in_headless_chromium(board, tmp_pa
     picture = tmp_path / "leaderboard.png"
     chromium(tmp_path / "profile", f"--screenshot={picture}", "--window-size=1400,1800", url)
     assert picture.read_bytes().startswith(b"\x89PNG")
+    assert page_width(tmp_path, url, 1400) == 1400  # wide tables scroll inside their containers, not the page
+
+
+def page_width(tmp_path: Path, url: str, width: int) -> int:
+    """How wide the page at ``url`` lays out in a frame ``width`` pixels wide: its scroll width, or ``width`` when
+    that fits the frame (the frame's vertical scroll bar aside)."""
+    frame = tmp_path / "frame.html"
+    frame.write_text(f"""<!DOCTYPE html><title>pending</title><body style="margin:0">
+<iframe id="page" src="{url}" style="width:{width}px;height:900px;border:0"></iframe>
+<script>document.getElementById("page").addEventListener("load", function () {{
+  var root = this.contentDocument.documentElement;
+  document.title = "width " + (root.scrollWidth > root.clientWidth ? root.scrollWidth : {width});
+}});</script>""")
+    dom = chromium(tmp_path / "profile", "--allow-file-access-from-files", "--dump-dom", frame.as_uri())
+    return int(re.search(r"<title>width (\d+)</title>", dom).group(1))
 
 
 ATTRIBUTION_RECORDS = Path(__file__).resolve().parents[1] / "results" / "attribution-cpu-5k" / "records"

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bench.leaderboard import build_leaderboard, records_frame, render_markdown
+from bench.leaderboard import build_leaderboard, interval_text, records_frame, render_markdown
 from bench.runner import Runner
 from bench.suite import load_suite
 
@@ -83,3 +83,10 @@ def test_tables_say_what_intervals_cover_and_show_balanced_accuracy_and_the_chan
     assert f"| {fake / (real + fake):.3f} " in ddpm
     assert "then by balanced accuracy" in ddpm
     assert (results / "leaderboard-seeds.csv").is_file() and (results / "leaderboard-comparisons.csv").is_file()
+
+
+def test_intervals_print_with_enough_decimals_to_tell_their_bounds_apart():
+    assert interval_text(0.5, (0.4, 0.6)) == "0.500 [0.400, 0.600]"
+    assert interval_text(0.99997, (0.99995, 0.99999)) == "0.99997 [0.99995, 0.99999]"  # not 1.000 [1.000, 1.000]
+    assert interval_text(0.0, (0.0, 0.0)) == "0.000"  # no spread in the resamples: no interval
+    assert interval_text(0.25, None) == "0.250"
