@@ -539,19 +539,44 @@ def generate(
 
 
 @main.command()
-@click.argument("source")
+@click.argument("sources", metavar="SOURCE...", nargs=-1, required=True)
+@click.option("--spectrum", is_flag=True, help="Draw the mean Fourier spectra of all SOURCEs and their radial profiles "
+              "in one figure, instead of a grid per source.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG file to write  [default: SOURCE.png in the current folder]")
-@click.option("--count", type=click.IntRange(min=1), default=64, show_default=True, help="Number of images shown.")
-@click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Enlargement factor.")
+              help="PNG file to write  [default: SOURCE.png, or spectrum-SOURCE_SOURCE.png with --spectrum, in the "
+                   "current folder]")
+@click.option("--count", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Number of images in a grid (a spectrum is the mean over all images).")
+@click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Enlargement factor of a grid.")
 @data_dir_option
 @friendly_errors
-def show(source: str, out: Path | None, count: int, scale: int, data_dir: Path) -> None:
-    """Write a PNG grid of the first images of the cached SOURCE, enlarged so that they can be looked at."""
-    from bench.preview import save_grid
+def show(sources: tuple[str, ...], spectrum: bool, out: Path | None, count: int, scale: int, data_dir: Path) -> None:
+    """Write a PNG grid of the first images of each cached SOURCE, enlarged so that they can be looked at.
+
+    With --spectrum, write one figure instead: the mean log-magnitude Fourier spectrum of each SOURCE side by
+    side, and their azimuthal averages (radial profiles) in one plot, where generators' traces show.
+    """
     from bench.sources import SourceStore
 
-    images = SourceStore(data_dir).load(source).images[:count]
-    out = out or Path(f"{source}.png")
-    save_grid(images, out, scale)
-    click.echo(f"wrote {out}: {len(images)} images of {source}")
+    store = SourceStore(data_dir)
+    if spectrum:
+        from bench.files import write_atomic
+        from bench.spectrum import mean_log_spectrum, spectrum_figure
+
+        spectra, counts = {}, {}
+        for name in sources:
+            images = store.load(name).images
+            spectra[name], counts[name] = mean_log_spectrum(images), len(images)
+        out = out or Path(f"spectrum-{'_'.join(sources)}.png")
+        write_atomic(out, spectrum_figure(spectra))
+        click.echo(f"wrote {out}: mean spectra of " + ", ".join(f"{n} ({c:,} images)" for n, c in counts.items()))
+        return
+    if out is not None and len(sources) > 1:
+        raise click.UsageError("--out names one file: give one SOURCE, or leave --out out to write SOURCE.png each")
+    from bench.preview import save_grid
+
+    for source in sources:
+        images = store.load(source).images[:count]
+        path = out or Path(f"{source}.png")
+        save_grid(images, path, scale)
+        click.echo(f"wrote {path}: {len(images)} images of {source}")

@@ -119,7 +119,7 @@ def stored_metric(record: dict, name: str) -> tuple[float, list[float] | None]:
     if name in metrics:
         value = metrics[name]["value"]
         return (float("nan") if value is None else float(value)), metrics[name].get("ci")
-    if name == "balanced_accuracy":
+    if name == "balanced_accuracy" and "accuracy_real" in metrics:
         return (metrics["accuracy_real"]["value"] + metrics["accuracy_fake"]["value"]) / 2, None
     return float("nan"), None
 
@@ -222,6 +222,11 @@ def _describe(n_seeds: int, level: float, method: str) -> str:
 
 def _aggregate(cell: Cell, records: list[dict], root: Path) -> Aggregate:
     """One cell's aggregate (evasion rate from the stored values; see :func:`aggregate`)."""
+    if any(r.get("not_applicable") for r in records):  # e.g. an attack on a detector without gradients
+        missing = {"mean": float("nan"), "std": float("nan"), "per_seed": [float("nan")] * len(records), "ci": None,
+                   "interval": None}
+        return Aggregate(cell, tuple(records), None, dict.fromkeys(METRICS, missing),
+                         f"not applicable: {records[0]['not_applicable']}")
     runs = [load_run(root, r) for r in records]
     same = len({scored_images(r) for r in records}) == 1
     usable = None if any(run is None for run in runs) or not same else tuple(runs)

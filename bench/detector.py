@@ -6,6 +6,8 @@ Registering and listing detectors imports no torch; the model wrapper is :class:
 from __future__ import annotations
 
 import inspect
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +17,16 @@ from bench.recipe import Recipe
 from bench.registry import Registry, summary
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from bench.model import Detector
 
 CIFAKE_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 channel statistics: CIFAKE's reals are CIFAR-10
 CIFAKE_STD = (0.2470, 0.2435, 0.2616)
+TIMM_PREFIX = "timm:"  # pretrained weights named by timm model, e.g. timm:resnet50.a1_in1k
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class DetectorSpec:
     recipe: Recipe = field(default_factory=Recipe)
     description: str = ""
     cam_layer: str | None = None  # submodule for Grad-CAM; None: found by `bench.attribution.cam_layer`
+    differentiable: bool = True  # False: the factory returns a scikit-learn style estimator (fit / predict_proba)
 
     @property
     def attributes_sources(self) -> bool:
@@ -61,8 +68,13 @@ def register_detector(
     std: tuple[float, float, float] = CIFAKE_STD,
     recipe: Recipe | None = None,
     cam_layer: str | None = None,
+    differentiable: bool = True,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator that registers a model factory as a detector (like timm's ``@register_model``)."""
+    """Decorator that registers a model factory as a detector (like timm's ``@register_model``).
+
+    With ``differentiable=False`` the factory returns a scikit-learn style estimator (``fit`` /
+    ``predict_proba`` on flattened pixels in [0, 1]); gradient attacks and attributions do not apply to it.
+    """
 
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         spec = DetectorSpec(
@@ -74,6 +86,7 @@ def register_detector(
             recipe=recipe or Recipe(),
             description=summary(factory),
             cam_layer=cam_layer,
+            differentiable=differentiable,
         )
         DETECTORS.register(name, spec, origin=factory.__module__)
         return factory
@@ -84,7 +97,7 @@ def register_detector(
 def build_detector(
     name: str, pretrained: str | Path | None = None, classes: tuple[str, ...] = (), adapt: str = "resize", **kwargs
 ) -> Detector:
-    """Build a registered detector by name; ``pretrained`` is an optional local safetensors file.
+    """Build a registered detector by name, with optional ``pretrained`` weights (see :func:`load_pretrained`).
 
     ``classes`` (real first, then the fake sources) builds a source-attribution model with one output
     per class, for factories that accept ``num_classes``.
@@ -92,6 +105,12 @@ def build_detector(
     from bench.model import Detector
 
     spec = DETECTORS.get(name)
+    if not spec.differentiable:
+        from bench.estimator import EstimatorDetector
+
+        if classes or pretrained is not None:
+            raise ValueError(f"detector {name!r} is an estimator: it takes no source attribution or pretrained weights")
+        return EstimatorDetector(spec, spec.factory(**kwargs), adapt)
     if classes:
         if not spec.attributes_sources:
             raise ValueError(f"detector {name!r} cannot attribute sources: its factory takes no 'num_classes' "
@@ -99,27 +118,70 @@ def build_detector(
         kwargs = {**kwargs, "num_classes": len(classes)}
     model = spec.factory(**kwargs)
     if pretrained is not None:
-        load_pretrained(model, Path(pretrained))
+        left_out = load_pretrained(model, pretrained)
+        log.info("%s: weights from %s, except %d tensors kept as initialised: %s", name, pretrained, len(left_out),
+                 ", ".join(left_out) or "none")
     return Detector(spec, model, tuple(classes), adapt)
 
 
-def load_pretrained(model: nn.Module, path: Path) -> list[str]:
-    """Load weights whose names and shapes match from a safetensors file; return the keys left out.
+def load_pretrained(model: nn.Module, source: str | Path) -> list[str]:
+    """Load the weights whose names and shapes match; return the keys of ``model`` left out.
 
-    Layers adapted to 32x32 input (stems, heads) keep their fresh initialisation. Raises if the file
-    matches none of the model's weights, which means it belongs to another architecture.
+    ``source`` is a local safetensors file or ``timm:NAME``, a timm model whose pretrained weights timm
+    fetches from its hub (e.g. ``timm:resnet50.a1_in1k``). Layers adapted to 32x32 input (stems, heads)
+    keep their fresh initialisation. Raises if the weights match none of the model's, which means they
+    belong to another architecture.
     """
-    from safetensors.torch import load_file
+    source = str(source)
+    if source.startswith(TIMM_PREFIX):
+        weights = timm_weights(source.removeprefix(TIMM_PREFIX))
+    else:
+        from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights {path} not found: give the path of a .safetensors file")
-    weights = load_file(path)
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"pretrained weights {source} not found: give the path of a .safetensors file "
+                                    f"or {TIMM_PREFIX}NAME")
+        weights = load_file(source)
     own = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise ValueError(
-            f"{path} shares no weight names and shapes with {type(model).__name__}: "
+            f"{source} shares no weight names and shapes with {type(model).__name__}: "
             "it was saved from a different architecture"
         )
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
+
+
+def timm_weights(name: str) -> dict[str, torch.Tensor]:
+    """The pretrained weights of timm model ``name``, downloaded (or taken from the cache) by timm.
+
+    Offline (``HF_HUB_OFFLINE``) or when the download fails, raises at once with how to bring the
+    weights here as a local file.
+    """
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r} in {TIMM_PREFIX}{name}: see timm.list_models(pretrained=True)")
+    remedy = (f"On a machine with internet access run `model = timm.create_model({name!r}, pretrained=True)` and "
+              f"`safetensors.torch.save_file(model.state_dict(), '{name}.safetensors')`, copy the file here and "
+              f"pass `pretrained: /path/{name}.safetensors`")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        raise FileNotFoundError(f"cannot download the timm weights {name!r}: HF_HUB_OFFLINE is set. {remedy}")
+    try:
+        model = timm.create_model(name, pretrained=True)
+    except OSError as exc:  # every download error: network, hub HTTP errors, missing cache entries
+        reason = (str(exc).splitlines() or [""])[0]
+        raise FileNotFoundError(f"cannot download the timm weights {name!r} ({type(exc).__name__}: {reason}). "
+                                f"{remedy}") from exc
+    return model.state_dict()
+
+
+def freeze_all_but(model: nn.Module, *trainable: nn.Module | nn.Parameter) -> None:
+    """Freeze ``model`` for transfer learning: only the parameters of ``trainable`` (head, adapted layers) learn.
+
+    Batch-norm statistics still follow the training data in training mode.
+    """
+    model.requires_grad_(False)
+    for part in trainable:
+        part.requires_grad_(True)

@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 from bench.attribution import explain
 from bench.checkpoints import Checkpoint, CheckpointStore
 from bench.detector import build_detector
+from bench.estimator import EstimatorDetector
 from bench.metrics import evaluate, evasion_rate
 from bench.model import Detector
-from bench.perturbations import PERTURBATIONS
+from bench.perturbations import PERTURBATIONS, needs_gradients
 from bench.plan import SELECTION_RULE, CellPlan, JobPlan, input_adaptation
 from bench.prepare import Prepared, Subset
 from bench.provenance import content_key, hardware, stamp
@@ -28,7 +29,15 @@ from bench.recipe import Recipe
 from bench.records import SCHEMA_VERSION
 from bench.sources import content_hash
 from bench.suite import PerturbationEntry, Suite
-from bench.training import detection_scores, no_bars, pick_device, predict_logits, seed_everything, train_detector
+from bench.training import (
+    detection_scores,
+    fit_estimator,
+    no_bars,
+    pick_device,
+    predict_logits,
+    seed_everything,
+    train_detector,
+)
 
 HEADLINE = "roc_auc"  # the metric a job's log line shows
 
@@ -48,7 +57,7 @@ class CellResult:
     """A scored cell: its record, the per-image scores (reals then fakes) and its attribution picture."""
 
     record: dict
-    scores: np.ndarray
+    scores: np.ndarray | None  # None: the cell does not apply to the detector
     figure: bytes | None = None
 
 
@@ -64,7 +73,7 @@ class JobResult:
 
     def headline(self) -> str:
         """e.g. ``AUC 0.912-0.987 over 3 cells``."""
-        values = [c.record["metrics"][HEADLINE]["value"] for c in self.cells]
+        values = [c.record["metrics"][HEADLINE]["value"] for c in self.cells if HEADLINE in c.record["metrics"]]
         if not values:
             return "no cells"
         return f"AUC {min(values):.3f}-{max(values):.3f} over {len(values)} cells"
@@ -105,8 +114,11 @@ def _train(suite: Suite, job: JobPlan, recipe: Recipe, key: str, real: Subset, f
     else:
         fakes = np.ones(fake.count, int)
     labels = np.r_[np.zeros(real.count, int), fakes]
-    result = train_detector(detector, images, labels, recipe, job.seed, device, settings.progress,
-                            description=f"{job.entry.name} on {job.train_name}")
+    if isinstance(detector, EstimatorDetector):
+        result = fit_estimator(detector, images, labels, recipe, job.seed)
+    else:
+        result = train_detector(detector, images, labels, recipe, job.seed, device, settings.progress,
+                                description=f"{job.entry.name} on {job.train_name}")
     info = {
         "detector": job.entry.name, "kwargs": job.entry.kwargs, "recipe": recipe.model_dump(mode="json"),
         "seed": job.seed, "threshold": result.threshold, "val": result.val,
@@ -123,7 +135,7 @@ def _selected(suite: Suite, job: JobPlan, results: list[tuple[Recipe, Checkpoint
         results, key=lambda rc: (rc[1].info["val"]["balanced_accuracy"], -rc[1].info["val"]["loss"])
     )
     detector = build_detector(job.entry.name, classes=job.classes, adapt=suite.input_size, **job.entry.kwargs)
-    detector.model.load_state_dict(best.state_dict())
+    (detector if isinstance(detector, EstimatorDetector) else detector.model).load_state_dict(best.state_dict())
     training = {
         "checkpoint": best.key,
         "checkpoint_sha256": best.info["sha256"],
@@ -166,18 +178,31 @@ class _Scorer:
     def score(self, cell: CellPlan) -> CellResult:
         suite, job, threshold = self.suite, self.job, self.training["threshold"]
         real, fake = self.data.test[suite.test.real], self.data.test[cell.test_fake]
-        outputs = [self.logits(subset, label, cell.perturbation) for subset, label in ((real, 0), (fake, 1))]
-        scores = [detection_scores(o) for o in outputs]
-        labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
-        result = evaluate(labels, np.concatenate(scores), threshold, suite.bootstrap, suite.ci_level)
-        if cell.perturbation.name != "clean":
-            clean = detection_scores(self.logits(fake, 1, PerturbationEntry(name="clean")))
-            result["metrics"]["evasion_rate"] = evasion_rate(clean, scores[1], threshold, suite.ci_level)
-        if self.detector.classes:
-            result["source_attribution"] = source_attribution(self.detector.classes, cell.test_fake, *outputs)
+        estimator = isinstance(self.detector, EstimatorDetector)
+        if estimator and needs_gradients(cell.perturbation.name):
+            result = {"not_applicable": f"{cell.perturbation.name} follows gradients and {job.entry.name} is not "
+                      "differentiable", "metrics": {}, "confusion_matrix": [], "n_real": real.count,
+                      "n_fake": fake.count, "threshold": threshold,
+                      "bootstrap": {"resamples": suite.bootstrap, "level": suite.ci_level, "seed": 0,
+                                    "stratified": True}}
+            scores = []
+        else:
+            outputs = [self.logits(subset, label, cell.perturbation) for subset, label in ((real, 0), (fake, 1))]
+            scores = [detection_scores(o) for o in outputs]
+            labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
+            result = evaluate(labels, np.concatenate(scores), threshold, suite.bootstrap, suite.ci_level)
+            if cell.perturbation.name != "clean":
+                clean = detection_scores(self.logits(fake, 1, PerturbationEntry(name="clean")))
+                result["metrics"]["evasion_rate"] = evasion_rate(clean, scores[1], threshold, suite.ci_level)
+            if self.detector.classes:
+                result["source_attribution"] = source_attribution(self.detector.classes, cell.test_fake, *outputs)
         figure = None
-        if cell.explains:
+        if cell.explains and estimator:
+            result["attribution"] = {"not_applicable": f"gradient attributions need a differentiable detector; "
+                                     f"{job.entry.name} is not"}
+        elif cell.explains:
             result["attribution"], figure = self._attribute(cell, real, fake)
+        scored = np.concatenate(scores).astype(np.float32) if scores else None
         train_real, train_fake = self.data.train[job.train_name]
         record = {
             "schema_version": SCHEMA_VERSION,
@@ -202,10 +227,10 @@ class _Scorer:
             "training": self.training,
             **result,
             "scores": {"file": f"scores/{cell.key}.npy", "order": "real then fake test images, as drawn",
-                       "sha256": content_hash(np.concatenate(scores).astype(np.float32))},
+                       "sha256": content_hash(scored)} if scored is not None else None,
             "provenance": stamp(job.seed, str(self.device)),
         }
-        return CellResult(record, np.concatenate(scores).astype(np.float32), figure)
+        return CellResult(record, scored, figure)
 
     def _attribute(self, cell: CellPlan, real: Subset, fake: Subset) -> tuple[dict, bytes]:
         """Attribution scores of a seeded random draw of test images of each class, and the picture."""
@@ -236,7 +261,11 @@ class _Scorer:
                 batch = torch.tensor(np.asarray(subset.images[start : start + 1024]), device=self.device).float() / 255
                 labels = torch.full((len(batch),), label, device=self.device)
                 perturbed = function(batch, labels, self.detector, generator, **perturbation.params)
-                chunks.append(predict_logits(self.detector, (perturbed.clamp(0, 1) * 255).round().to(torch.uint8),
-                                             self.device, per_class=bool(self.detector.classes)))
+                pixels = (perturbed.clamp(0, 1) * 255).round().to(torch.uint8)
+                if isinstance(self.detector, EstimatorDetector):
+                    chunks.append(self.detector.logits(pixels.cpu()))
+                else:
+                    chunks.append(predict_logits(self.detector, pixels, self.device,
+                                                 per_class=bool(self.detector.classes)))
             self._logits[cache_key] = np.concatenate(chunks)
         return self._logits[cache_key]

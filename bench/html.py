@@ -171,7 +171,8 @@ def _sections(board: Leaderboard) -> list[dict]:
 def render_html(board: Leaderboard, out_dir: Path, title: str, description: str = "") -> str:
     """The leaderboard page for ``board``, to be written into ``out_dir`` (whose figures it embeds)."""
     records, frame = board.records, board.cells
-    pictures = {f"records/{r['key']}.json": r["attribution"]["figure"] for r in records if "attribution" in r}
+    pictures = {f"records/{r['key']}.json": r["attribution"]["figure"] for r in records
+                if "figure" in (r.get("attribution") or {})}
     figures_dir = Path(out_dir) / "figures"
     linked = set(pictures.values())  # per-record attribution pictures are linked from their rows
     figures = [link for p in sorted(figures_dir.glob("*.png"))

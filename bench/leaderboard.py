@@ -229,7 +229,7 @@ def cell_text(row: pd.Series, name: str) -> str:
     AUC below 0.5; "–" where there is none."""
     value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     if _missing(value):
-        return "–"
+        return "not applicable" if str(row.get("interval", "")).startswith("not applicable") else "–"
     text = interval_text(value, None if _missing(low) else (low, high))
     return f"{text} {BELOW_CHANCE}" if name == "roc_auc" and value < 0.5 else text
 
@@ -412,7 +412,7 @@ def _robustness_section(frame: pd.DataFrame) -> list[str]:
 
 def attribution_table(records: list[dict]) -> tuple[str, pd.DataFrame] | None:
     """The attribution scores of the records that have them (an explanation and one row per method)."""
-    explained = sorted((r for r in records if "attribution" in r),
+    explained = sorted((r for r in records if "methods" in (r.get("attribution") or {})),
                        key=lambda r: (r["train"]["name"], r["detector"], r["seed"]))
     if not explained:
         return None

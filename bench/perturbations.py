@@ -42,9 +42,11 @@ class Perturbation(Protocol):
 PERTURBATIONS: Registry[Perturbation] = Registry("perturbation", "bench.perturbations", "bench.perturbations")
 
 
-def register_perturbation(name: str) -> Callable[[Perturbation], Perturbation]:
+def register_perturbation(name: str, needs_gradients: bool = False) -> Callable[[Perturbation], Perturbation]:
     """Decorator that registers a perturbation function under ``name``; each call checks its parameters against
-    the function's signature (:func:`parameters_model`) and raises a pydantic ValidationError (a ValueError)."""
+    the function's signature (:func:`parameters_model`) and raises a pydantic ValidationError (a ValueError).
+    ``needs_gradients``: it follows the detector's gradients (an attack), so it does not apply to a detector
+    that is not differentiable."""
 
     def decorate(function: Perturbation) -> Perturbation:
         @functools.wraps(function)
@@ -53,10 +55,16 @@ def register_perturbation(name: str) -> Callable[[Perturbation], Perturbation]:
             parameters_model(function).model_validate(params)
             return function(images, labels, detector, generator, **params)
 
+        checked.needs_gradients = needs_gradients
         PERTURBATIONS.register(name, checked, origin=function.__module__)
         return checked
 
     return decorate
+
+
+def needs_gradients(name: str) -> bool:
+    """Whether the registered perturbation ``name`` follows a detector's gradients."""
+    return bool(getattr(PERTURBATIONS.get(name), "needs_gradients", False))
 
 
 @functools.cache
@@ -169,7 +177,7 @@ def _attack(attack: torchattacks.Attack, images: torch.Tensor, labels: torch.Ten
         return attack(images.float(), labels.long()).to(images.dtype)
 
 
-@register_perturbation("fgsm")
+@register_perturbation("fgsm", needs_gradients=True)
 def fgsm(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     eps: PixelBudget = "4/255",
@@ -185,7 +193,7 @@ def fgsm(
     return _attack(torchattacks.FGSM(TwoClassLogits(detector), eps=budget), images, labels, generator)
 
 
-@register_perturbation("pgd")
+@register_perturbation("pgd", needs_gradients=True)
 def pgd(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     eps: PixelBudget = "4/255", steps: Annotated[int, Field(ge=1)] = 10, step: PixelBudget | None = None,

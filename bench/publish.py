@@ -60,9 +60,10 @@ class Publisher:
         paths = []
         for cell in result.cells:
             record = cell.record
-            buffer = io.BytesIO()
-            np.save(buffer, cell.scores)
-            write_atomic(self.root / record["scores"]["file"], buffer.getvalue())
+            if cell.scores is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, cell.scores)
+                write_atomic(self.root / record["scores"]["file"], buffer.getvalue())
             if cell.figure is not None:
                 write_atomic(self.root / record["attribution"]["figure"], cell.figure)
             path = self.record_path(record["key"])

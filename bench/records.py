@@ -80,6 +80,8 @@ class Record(BaseModel):
     threshold: float
     bootstrap: dict[str, Any]
     scores: dict[str, Any] | None = Field(None, description="file with the per-image scores, and its sha256")
+    not_applicable: str | None = Field(None, description="why the cell does not apply (e.g. an attack on a "
+                                       "detector without gradients); its metrics are then empty")
     source_attribution: dict[str, Any] | None = None
     attribution: dict[str, Any] | None = None
     provenance: dict[str, Any]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from bench.augment import augment
 from bench.metrics import choose_threshold, point_metrics
 from bench.model import Detector, fake_logits
 from bench.recipe import Recipe
+
+if TYPE_CHECKING:
+    from bench.estimator import EstimatorDetector
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -88,6 +92,37 @@ def detection_scores(outputs: np.ndarray) -> np.ndarray:
     return outputs if outputs.ndim == 1 else fake_logits(torch.from_numpy(outputs)).numpy()
 
 
+def validation_split(labels: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and the validation part: a stratified, seeded split of the training data."""
+    return train_test_split(np.arange(len(labels)), test_size=recipe.val_fraction, stratify=labels, random_state=seed)
+
+
+def fit_estimator(detector: EstimatorDetector, images: np.ndarray, labels: np.ndarray, recipe: Recipe,
+                  seed: int) -> TrainingResult:
+    """Fit a non-differentiable detector on the training part and choose its threshold on the validation part,
+    by the same split and rule as :func:`train_detector` (one "epoch"; the estimator's own settings say the rest)."""
+    start = time.perf_counter()
+    train_idx, val_idx = (np.sort(i) for i in validation_split(labels, recipe, seed))
+    if hasattr(detector.estimator, "random_state"):
+        detector.estimator.set_params(random_state=seed)
+    detector.fit(images[train_idx], labels[train_idx])
+    summary = {}
+    for part, idx in (("train", train_idx), ("val", val_idx)):
+        logits = detector.logits(images[idx])
+        threshold = choose_threshold(labels[idx], logits) if part == "val" else None
+        summary[part] = (logits, threshold)
+    val_logits, threshold = summary["val"]
+    scores = point_metrics(labels[val_idx], val_logits, threshold)
+    train_scores = point_metrics(labels[train_idx], summary["train"][0], threshold)
+    val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(val_logits),
+                                                         torch.from_numpy(labels[val_idx]).float()))
+    balanced = (scores["accuracy_real"] + scores["accuracy_fake"]) / 2
+    history = [{"epoch": 1, "train_accuracy": train_scores["accuracy"], "val_loss": val_loss,
+                "val_balanced_accuracy": balanced, "val_roc_auc": scores["roc_auc"]}]
+    return TrainingResult(detector.state_dict(), threshold, {"loss": val_loss, "balanced_accuracy": balanced, **scores},
+                          1, history, time.perf_counter() - start, len(train_idx), len(val_idx))
+
+
 def train_detector(
     detector: Detector,
     images: np.ndarray,
@@ -107,9 +142,7 @@ def train_detector(
     start = time.perf_counter()
     seed_everything(seed)
     attributing = bool(detector.classes)
-    train_idx, val_idx = train_test_split(
-        np.arange(len(labels)), test_size=recipe.val_fraction, stratify=labels, random_state=seed
-    )
+    train_idx, val_idx = validation_split(labels, recipe, seed)
     x_train, x_val = _to_device(images[np.sort(train_idx)], device), _to_device(images[np.sort(val_idx)], device)
     y_train = torch.from_numpy(labels[np.sort(train_idx)].astype(np.int64 if attributing else np.float32)).to(device)
     classes_val = labels[np.sort(val_idx)].astype(int)

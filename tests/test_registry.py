@@ -16,7 +16,7 @@ from bench.generator import GENERATORS
 from bench.perturbations import PERTURBATIONS
 from bench.registry import Registry, UnknownPluginError
 
-BUILTIN_DETECTORS = ["alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "resnet50", "vit-tiny"]
+BUILTIN_DETECTORS = ["alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "resnet50", "vgg-cifake", "vit-tiny"]
 
 
 def test_builtin_detectors_are_registered_and_map_images_to_one_logit():

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from bench.detector import DETECTORS, build_detector
-from bench.recipe import Recipe
 from bench.training import predict_logits, seed_everything, train_detector
 
 
@@ -30,7 +29,8 @@ def test_vgg_learns_real_vs_fake_on_a_small_cifake_subset(cifake):
     labels = np.r_[np.zeros(per_class, int), np.ones(per_class, int)]
     seed_everything(0)
     detector = build_detector("vgg-cifake")
-    result = train_detector(detector, images, labels, Recipe(epochs=1), seed=0, device=torch.device("cpu"),
+    recipe = DETECTORS.get("vgg-cifake").recipe.updated(epochs=1)
+    result = train_detector(detector, images, labels, recipe, seed=0, device=torch.device("cpu"),
                             progress=False)
     test = np.concatenate([cifake.load("cifake-real-test").images[:200], cifake.load("cifake-sd14-test").images[:200]])
     logits = predict_logits(detector, test, torch.device("cpu"))
