@@ -7,13 +7,19 @@ Three scores are computed per method, each the mean over images with a bootstrap
 - faithfulness, by deletion and insertion (Petsiuk et al. 2018): pixels are replaced by a blurred copy of
   the image (deletion), or put into the blurred copy (insertion), most attributed first; the area under
   the curve of the predicted class's probability. ``faithfulness`` = insertion AUC - deletion AUC, higher
-  is better; the same score for the same architecture with random weights is recorded beside it;
+  is better; the same score for the same architecture with random weights is recorded beside it
+  (``faithfulness_random_weights``), and so is the trained model's score for its own map with the pixels
+  randomly permuted (``faithfulness_shuffled``, seeded, one permutation per image): the score of an
+  ordering that knows nothing, which a map must beat to say where the evidence is;
 - randomisation (Adebayo et al. 2018): Spearman rank correlation between the maps of the trained model
   and of the same architecture with its initial random weights; a method that explains the model (not
   the image) changes a lot, so lower is better;
 - centre share: the share of absolute attribution mass inside a central square (side ``centre`` x the
-  image side), for reals and fakes; compare it with the square's share of the area. Above the area
-  share, the detector looks at the middle of the image, where CIFAR-10 objects sit; below, at the border.
+  image side), for reals and fakes (``centre_share_real``, ``centre_share_fake``); compare it with the
+  square's share of the area. Above the area share, the detector looks at the middle of the image, where
+  CIFAR-10 objects sit; below, at the border. ``centre_share_random_weights`` is the share of the
+  random-weight model's maps on the same images (reals and fakes together): how central the method and
+  architecture are before anything is learned, the reference a trained share should be read against.
 """
 
 from __future__ import annotations
@@ -188,6 +194,15 @@ def centre_share(maps: torch.Tensor, centre: float) -> np.ndarray:
     return torch.where(total > 0, inside / total, torch.full_like(total, float("nan"))).cpu().numpy()
 
 
+def shuffle_pixels(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``maps`` (N, H, W) with the pixels of each map randomly permuted, one seeded permutation per map."""
+    import torch
+
+    n = len(maps)
+    order = torch.rand(n, maps[0].numel(), generator=torch.Generator().manual_seed(seed)).argsort(dim=1)
+    return maps.reshape(n, -1).gather(1, order.to(maps.device)).view_as(maps)
+
+
 def mean_with_interval(values: np.ndarray, resamples: int, level: float, seed: int = 0) -> dict:
     """The mean of per-image values (NaNs ignored) with a percentile bootstrap interval."""
     values = values[~np.isnan(values)]
@@ -252,15 +267,20 @@ def explain(
         random_deletion, random_insertion = deletion_insertion(
             randomised, images, random_maps, random_signs, random_threshold, settings.steps
         )
+        shuffled_deletion, shuffled_insertion = deletion_insertion(
+            detector, images, shuffle_pixels(maps), signs, threshold, settings.steps
+        )
         share = centre_share(maps, settings.centre)
         summary = {
             "deletion_auc": deletion,
             "insertion_auc": insertion,
             "faithfulness": insertion - deletion,
+            "faithfulness_shuffled": shuffled_insertion - shuffled_deletion,
             "faithfulness_random_weights": random_insertion - random_deletion,
             "randomisation_spearman": rank_similarity(maps, random_maps),
             "centre_share_real": share[labels == 0],
             "centre_share_fake": share[labels == 1],
+            "centre_share_random_weights": centre_share(random_maps, settings.centre),
         }
         scores[name] = {key: mean_with_interval(values, resamples, level) for key, values in summary.items()}
         drawn[name] = maps

@@ -282,6 +282,8 @@ LONG_RUN_SECONDS = 3 * 3600  # beyond this estimate, bench run asks for --yes on
 @click.option("--seeds", help="Override: comma-separated training seeds, e.g. 0,1,2.")
 @click.option("--detectors", "detector_pattern", help="Override: detectors matching comma-separated wildcards.")
 @click.option("--bootstrap", type=int, help="Override: bootstrap resamples per interval.")
+@click.option("--add-detector", "add_detectors", multiple=True, help="Also run this registered detector, which "
+              "the suite does not list (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where jobs run: this machine, or Ray tasks (a local Ray instance, or --address).")
@@ -313,6 +315,7 @@ def run(
     seeds: str | None,
     detector_pattern: str | None,
     bootstrap: int | None,
+    add_detectors: tuple[str, ...],
     device: str,
     executor: str,
     parallel: int,
@@ -341,7 +344,7 @@ def run(
     except ValueError:
         raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from None
     suite = load_suite(suite_name).with_overrides(
-        train_limit, test_limit, epochs, seed_list, detector_pattern, bootstrap
+        train_limit, test_limit, epochs, seed_list, detector_pattern, bootstrap, list(add_detectors)
     )
     chosen = pick_device(device)
     if gpus_per_job is None:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.detector import build_detector
+from bench.estimator import EstimatorDetector
 from bench.recipe import Recipe
 from bench.training import autocast, pick_device
 
@@ -43,7 +44,13 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
     half a second is timed again at that batch size (small batches understate a fast model's throughput).
     """
     target = pick_device(device)
-    model = build_detector(detector, **(kwargs or {})).to(target).train()
+    built = build_detector(detector, **(kwargs or {}))
+    if isinstance(built, EstimatorDetector):  # no steps: time one fit on random images (trees grow ~n log n)
+        images = np.random.default_rng(0).integers(0, 256, (512, 3, size, size), dtype=np.uint8)
+        start = time.perf_counter()
+        built.fit(images, np.arange(512) % 2)
+        return 512 / (time.perf_counter() - start)
+    model = built.to(target).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def timed(batch: int) -> float:

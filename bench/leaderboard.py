@@ -47,10 +47,12 @@ ROBUSTNESS = {"accuracy": "Acc", "balanced_accuracy": "Bal acc", "roc_auc": "AUC
 MATRIX = {"roc_auc": "AUC", "accuracy_fake": "Acc fake"}  # AP depends on each source's share of fakes
 ATTRIBUTION = {
     "faithfulness": "Faithfulness",
+    "faithfulness_shuffled": "Shuffled map",
     "faithfulness_random_weights": "Random weights",
     "randomisation_spearman": "Randomisation rho",
     "centre_share_real": "Centre share real",
     "centre_share_fake": "Centre share fake",
+    "centre_share_random_weights": "Centre share random weights",
 }
 BELOW_CHANCE = "⚠"
 BELOW_CHANCE_NOTE = (f"{BELOW_CHANCE} AUC below 0.5, below chance: these fakes look more real to the detector than "
@@ -420,17 +422,20 @@ def attribution_table(records: list[dict]) -> tuple[str, pd.DataFrame] | None:
     note = (
         f"Means over {first['images']['real']} real and {first['images']['fake']} fake test images per detector, "
         "with bootstrap 95% intervals. Faithfulness: insertion AUC minus deletion AUC (higher is better); "
-        "random weights: the same score for the architecture with its initial random weights. Randomisation "
-        "rho: rank correlation of the trained and random-weight maps (lower: the maps depend on what was "
-        f"learned). Centre share: attribution mass in the central square, which is {first['centre_area_share']:.0%} "
-        "of the image; above that, the detector looks at the object rather than the background."
+        "shuffled map: the same score for the trained model with each map's pixels randomly permuted, the level "
+        "a map must beat; random weights: the same score for the architecture with its initial random weights. "
+        "Randomisation rho: rank correlation of the trained and random-weight maps (lower: the maps depend on what "
+        "was learned). Centre share: attribution mass in the central square, which is "
+        f"{first['centre_area_share']:.0%} of the image; above that, the detector looks at the object rather than "
+        "the background. Centre share random weights: the same for the random-weight maps of the same images, the "
+        "share owed to the method and architecture before training. – where a record predates a score."
     )
     rows = []
     for r in explained:
         for method, scores in r["attribution"]["methods"].items():
             row = {"Detector": r["detector"], "Trained on": r["train"]["name"], "Seed": r["seed"], "Method": method}
             for key, label in ATTRIBUTION.items():
-                row[label] = interval_text(scores[key]["value"], scores[key]["ci"])
+                row[label] = interval_text(scores[key]["value"], scores[key]["ci"]) if key in scores else "–"
             row["Picture"] = r["attribution"]["figure"]
             rows.append(row)
     return note, pd.DataFrame(rows)

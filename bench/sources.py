@@ -173,6 +173,7 @@ class SourceStore:
             raise SourceError(
                 f"source {name!r} is not in {self.root}. Import it with `bench data import`, "
                 f"or run a suite that declares it. Cached: {', '.join(self.names()) or 'none'}"
+                f"{'' if self.names() else ' (is --data-dir / BENCH_DATA_DIR the cache you meant?)'}"
             )
         file = folder / "manifest.json"
         try:

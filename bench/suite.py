@@ -445,8 +445,10 @@ class Suite(Strict):
         seeds: list[int] | None = None,
         detectors: str | None = None,
         bootstrap: int | None = None,
+        add_detectors: list[str] | None = None,
     ) -> Suite:
-        """A copy with command-line size knobs applied (and validated)."""
+        """A copy with command-line size knobs applied (and validated); ``add_detectors`` appends registered
+        detectors the suite does not list (with their default recipe)."""
         data = self.model_dump()
         if train_limit is not None:
             for train in data["train"]:
@@ -460,12 +462,16 @@ class Suite(Strict):
                 entry["grid"].pop("epochs", None)
         if seeds is not None:
             data["seeds"] = seeds
+        data["detectors"] += [{"name": name} for name in add_detectors or []]
         if detectors is not None:
             patterns = detectors.split(",")
             chosen = [d for d in data["detectors"] if any(fnmatch.fnmatchcase(d["name"], p) for p in patterns)]
             if not chosen:
                 names = ", ".join(d["name"] for d in data["detectors"])
-                raise SuiteError(f"--detectors {detectors!r} matches none of this suite's detectors ({names})")
+                elsewhere = [n for p in patterns for n in DETECTORS.names(p)]
+                hint = (f"; the suite does not include {', '.join(elsewhere)}: add it with --add-detector "
+                        f"{elsewhere[0]}" if elsewhere else "")
+                raise SuiteError(f"--detectors {detectors!r} matches none of this suite's detectors ({names}){hint}")
             data["detectors"] = chosen
         if bootstrap is not None:
             data["bootstrap"] = bootstrap

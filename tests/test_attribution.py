@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attribution import AttributionSettings, cam_layer, centre_share, explain, rank_similarity
+from bench.attribution import (
+    ATTRIBUTIONS,
+    AttributionSettings,
+    cam_layer,
+    centre_share,
+    deletion_insertion,
+    explain,
+    rank_similarity,
+    shuffle_pixels,
+)
 from bench.detector import DETECTORS, build_detector
+from bench.leaderboard import ATTRIBUTION, attribution_table
 from bench.runner import Runner
 from bench.suite import load_suite
 
@@ -33,6 +43,14 @@ def test_centre_share_and_rank_similarity_on_known_maps():
     assert rank_similarity(ramp, ramp.flip(-1).flip(-2)) == pytest.approx([-1, -1])  # order reversed
 
 
+def test_shuffle_pixels_permutes_each_map_and_is_seeded():
+    maps = torch.arange(3 * 64, dtype=torch.float).reshape(3, 8, 8)
+    shuffled = shuffle_pixels(maps)
+    assert torch.equal(shuffled, shuffle_pixels(maps)) and not torch.equal(shuffled, shuffle_pixels(maps, seed=1))
+    for original, permuted in zip(maps, shuffled, strict=True):
+        assert torch.equal(permuted.flatten().sort().values, original.flatten()) and not torch.equal(permuted, original)
+
+
 def test_trained_detector_is_explained_more_faithfully_than_random_weights(cifake, trained_cnn):
     detector, threshold = trained_cnn
     torch.manual_seed(0)
@@ -47,10 +65,48 @@ def test_trained_detector_is_explained_more_faithfully_than_random_weights(cifak
         # Measured: saliency 0.11 vs 0.00, integrated gradients 0.01 vs 0.00, grad_cam 0.18 vs 0.00.
         assert scores["faithfulness"]["value"] > scores["faithfulness_random_weights"]["value"], name
         assert -1 <= scores["randomisation_spearman"]["value"] < 0.9, name
-        low, high = scores["faithfulness"]["ci"]
-        assert low <= scores["faithfulness"]["value"] <= high
+        for key in ("faithfulness", "faithfulness_shuffled", "centre_share_random_weights"):
+            low, high = scores[key]["ci"]
+            assert low <= scores[key]["value"] <= high and scores[key]["n"] == 96, (name, key)
+        assert 0 <= scores["centre_share_random_weights"]["value"] <= 1, name
     assert section["methods"]["grad_cam"]["faithfulness"]["value"] > 0.05
     assert section["methods"]["saliency"]["faithfulness"]["value"] > 0.05
+
+
+@pytest.mark.parametrize("method", ["saliency", "grad_cam"])
+def test_trained_maps_are_more_faithful_than_the_same_maps_shuffled(cifake, trained_cnn, method):
+    detector, threshold = trained_cnn
+    images = torch.tensor(cifake.load("cifake-real-test").images[:8]).float() / 255
+    with torch.no_grad():
+        signs = torch.where(detector(images) >= threshold, 1.0, -1.0)
+    maps = ATTRIBUTIONS.get(method)(detector, images, signs, AttributionSettings()).detach()
+    deletion, insertion = deletion_insertion(detector, images, maps, signs, threshold, 16)
+    shuffled_deletion, shuffled_insertion = deletion_insertion(detector, images, shuffle_pixels(maps), signs,
+                                                               threshold, 16)
+    faithful, shuffled = insertion - deletion, shuffled_insertion - shuffled_deletion
+    print(f"{method}: faithfulness {faithful.mean():.3f} vs shuffled {shuffled.mean():.3f} per image "
+          f"{np.round(faithful - shuffled, 3).tolist()}")
+    assert faithful.mean() > shuffled.mean() + 0.02 and (faithful > shuffled).mean() >= 0.75
+
+
+def test_attribution_table_renders_records_without_the_control_scores():
+    old = {key: {"value": 0.25, "ci": [0.2, 0.3], "n": 16} for key in
+           ("faithfulness", "faithfulness_random_weights", "randomisation_spearman", "centre_share_real",
+            "centre_share_fake")}
+    record = {"detector": "lenet", "train": {"name": "cifake"}, "seed": 0,
+              "attribution": {"images": {"real": 8, "fake": 8}, "centre_area_share": 0.25,
+                              "figure": "figures/lenet.png", "methods": {"saliency": old}}}
+    new = json.loads(json.dumps(record))
+    new["attribution"]["methods"]["saliency"] |= {"faithfulness_shuffled": {"value": 0.05, "ci": [0.0, 0.1], "n": 16},
+                                                  "centre_share_random_weights": {"value": 0.3, "ci": None, "n": 16}}
+    new["train"]["name"] = "newer"
+    note, frame = attribution_table([record, new])
+    assert "shuffled map:" in note and "Centre share random weights:" in note
+    old_row, new_row = frame.to_dict("records")
+    assert old_row["Shuffled map"] == old_row["Centre share random weights"] == "–"
+    assert old_row["Faithfulness"] == "0.25 [0.20, 0.30]"
+    assert new_row["Shuffled map"] == "0.05 [0.00, 0.10]" and new_row["Centre share random weights"] == "0.30"
+    assert set(ATTRIBUTION.values()) <= set(frame.columns)
 
 
 def test_attribution_suite_writes_scores_and_pictures_into_cached_cells(cifake_dir, data_root, tmp_path):

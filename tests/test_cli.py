@@ -97,6 +97,11 @@ def test_errors_exit_non_zero_with_a_message(tmp_path):
     assert bad_seeds.exit_code == 2 and "--seeds" in bad_seeds.output
     no_detector = invoke("run", "--suite", "smoke", "--detectors", "nope*", "--data-dir", tmp_path)
     assert no_detector.exit_code == 1 and "matches none" in no_detector.output
+    elsewhere = invoke("run", "--suite", "smoke", "--detectors", "random-forest", "--data-dir", tmp_path)
+    assert elsewhere.exit_code == 1 and "--add-detector random-forest" in elsewhere.output
+    added = invoke("run", "--suite", "smoke", "--add-detector", "random-forest", "--detectors", "random-forest",
+                   "--dry-run", "--data-dir", tmp_path)
+    assert added.exit_code == 0 and "1 jobs" in added.output
 
 
 def test_cifake_missing_offline_says_where_to_point(tmp_path, monkeypatch):
