@@ -187,6 +187,8 @@ class Runner:
 
     def dry_run(self, suite: Suite) -> DryRun:
         """What :meth:`run` would do, without importing, training or writing anything."""
+        if self.threads:
+            torch.set_num_threads(self.threads)  # the estimate measures what the run will use
         statuses = survey(suite, self.preparer.store, self.data_root)
         if any(s.action != "cached" for s in statuses):
             return DryRun(statuses, None, [], set(), set(), self.rough_estimate(suite, statuses))

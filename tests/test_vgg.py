@@ -20,6 +20,8 @@ def test_vgg_builds_with_the_seed_study_layers_and_gives_one_logit_per_image():
     with torch.no_grad():
         assert detector(torch.rand(3, 3, 32, 32)).shape == (3,)
     assert DETECTORS.get("vgg-cifake").attributes_sources
+    deeper = build_detector("vgg-cifake", convs=2).model  # two convs per block, as in VGG itself
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in deeper.modules()) == 8
 
 
 def test_vgg_learns_real_vs_fake_on_a_small_cifake_subset(cifake):
