@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.detector import DETECTORS
+from bench.detector import DETECTORS, TIMM_PREFIX
 from bench.files import file_sha256
 from bench.prepare import Prepared
 from bench.provenance import content_key
@@ -89,6 +89,13 @@ def grid(suite: Suite, entry: DetectorEntry) -> list[Recipe]:
     return [base.updated(**dict(zip(fields, point, strict=True))) for point in itertools.product(*values)]
 
 
+def pretrained_identity(pretrained: str | None) -> str | None:
+    """What identifies a detector's starting weights in a key: a local file's sha256, or a timm model name."""
+    if pretrained is None or pretrained.startswith(TIMM_PREFIX):
+        return pretrained
+    return file_sha256(Path(pretrained))
+
+
 def input_adaptation(suite: Suite, detector: str, size: int) -> dict | None:
     """How images of side ``size`` reach ``detector`` (None when they already fit); raises if they cannot."""
     wanted = DETECTORS.get(detector).input_size
@@ -109,7 +116,7 @@ def plan(suite: Suite, data: Prepared) -> Plan:
         if real.size != fake.size:
             raise PlanError(f"training set {train.name!r} mixes {real.size}x{real.size} reals and "
                             f"{fake.size}x{fake.size} fakes: train on images of one size")
-        pretrained = file_sha256(Path(entry.pretrained)) if entry.pretrained else None
+        pretrained = pretrained_identity(entry.pretrained)
         classes = ("real", *train.fake) if train.attribute_sources else ()
         adapted = input_adaptation(suite, entry.name, real.size)
         candidates = tuple(

@@ -24,7 +24,7 @@ from bench.runner import Runner
 from bench.suite import load_suite
 
 
-@pytest.mark.parametrize("name", DETECTORS.names())
+@pytest.mark.parametrize("name", [n for n in DETECTORS.names() if DETECTORS.get(n).differentiable])
 def test_grad_cam_layer_maps_are_at_least_4x4(name):
     detector = build_detector(name).eval()
     shapes = []
@@ -71,22 +71,26 @@ def test_trained_detector_is_explained_more_faithfully_than_random_weights(cifak
         assert 0 <= scores["centre_share_random_weights"]["value"] <= 1, name
     assert section["methods"]["grad_cam"]["faithfulness"]["value"] > 0.05
     assert section["methods"]["saliency"]["faithfulness"]["value"] > 0.05
+    # Measured against shuffled maps: saliency 0.118 vs -0.007, grad_cam 0.201 vs -0.012 (integrated gradients
+    # 0.007 vs 0.001, within each other's intervals, is not asserted).
+    for name in ("saliency", "grad_cam"):
+        scores = section["methods"][name]
+        assert scores["faithfulness"]["ci"][0] > scores["faithfulness_shuffled"]["ci"][1], name
 
 
-@pytest.mark.parametrize("method", ["saliency", "grad_cam"])
-def test_trained_maps_are_more_faithful_than_the_same_maps_shuffled(cifake, trained_cnn, method):
+def test_trained_grad_cam_maps_are_more_faithful_on_reals_than_the_same_maps_shuffled(cifake, trained_cnn):
     detector, threshold = trained_cnn
     images = torch.tensor(cifake.load("cifake-real-test").images[:8]).float() / 255
     with torch.no_grad():
         signs = torch.where(detector(images) >= threshold, 1.0, -1.0)
-    maps = ATTRIBUTIONS.get(method)(detector, images, signs, AttributionSettings()).detach()
+    maps = ATTRIBUTIONS.get("grad_cam")(detector, images, signs, AttributionSettings()).detach()
     deletion, insertion = deletion_insertion(detector, images, maps, signs, threshold, 16)
     shuffled_deletion, shuffled_insertion = deletion_insertion(detector, images, shuffle_pixels(maps), signs,
                                                                threshold, 16)
     faithful, shuffled = insertion - deletion, shuffled_insertion - shuffled_deletion
-    print(f"{method}: faithfulness {faithful.mean():.3f} vs shuffled {shuffled.mean():.3f} per image "
-          f"{np.round(faithful - shuffled, 3).tolist()}")
-    assert faithful.mean() > shuffled.mean() + 0.02 and (faithful > shuffled).mean() >= 0.75
+    # Measured: 0.137 vs -0.002, 7 of 8 images. Saliency on these reals is below its shuffled maps (-0.073 vs
+    # 0.016; -0.068 vs 0.000 on 48 reals), so it is not asserted here.
+    assert faithful.mean() > shuffled.mean() + 0.05 and (faithful > shuffled).sum() >= 6
 
 
 def test_attribution_table_renders_records_without_the_control_scores():
@@ -104,8 +108,8 @@ def test_attribution_table_renders_records_without_the_control_scores():
     assert "shuffled map:" in note and "Centre share random weights:" in note
     old_row, new_row = frame.to_dict("records")
     assert old_row["Shuffled map"] == old_row["Centre share random weights"] == "–"
-    assert old_row["Faithfulness"] == "0.25 [0.20, 0.30]"
-    assert new_row["Shuffled map"] == "0.05 [0.00, 0.10]" and new_row["Centre share random weights"] == "0.30"
+    assert old_row["Faithfulness"] == "0.250 [0.200, 0.300]"
+    assert new_row["Shuffled map"] == "0.050 [0.000, 0.100]" and new_row["Centre share random weights"] == "0.300"
     assert set(ATTRIBUTION.values()) <= set(frame.columns)
 
 
@@ -120,6 +124,7 @@ def test_attribution_suite_writes_scores_and_pictures_into_cached_cells(cifake_d
     assert set(record["attribution"]["methods"]) == {"saliency", "integrated_gradients", "grad_cam"}
     assert record["attribution"]["images"] == {"real": 8, "fake": 8}
     assert (tmp_path / "results" / record["attribution"]["figure"]).read_bytes().startswith(b"\x89PNG")
-    assert np.isfinite(record["attribution"]["methods"]["saliency"]["centre_share_fake"]["value"])
+    for key in ("centre_share_fake", "faithfulness_shuffled", "centre_share_random_weights"):
+        assert np.isfinite(record["attribution"]["methods"]["saliency"][key]["value"]), key
     again = runner.run(suite)
     assert again.computed == [] and len(again.skipped) == 1
