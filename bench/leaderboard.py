@@ -534,8 +534,24 @@ def _cell_tables(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def render_markdown(board: Leaderboard, title: str, description: str = "") -> str:
-    """A Markdown leaderboard: provenance header, summary sections, then one table per (training, test) pair."""
+def _sources_section(records: list[dict], root: Path | None) -> list[str]:
+    """Per test source: its count, encoding and card (sample grid and spectrum), where the run drew cards."""
+    from bench.spectrum import card_path, source_card_markdown
+
+    sources: dict[str, dict] = {}
+    for r in sorted(records, key=lambda r: r["test"]["name"]):
+        for side in ("real", "fake"):
+            for info in r["test"][side]["sources"]:
+                sources.setdefault(info["name"], info)
+    reference = records[0]["test"]["real"]["sources"][0]["name"]
+    if root is None or not all((Path(root) / card_path(name)).is_file() for name in sources):
+        return []
+    return source_card_markdown({reference: sources.pop(reference), **sources}, reference)
+
+
+def render_markdown(board: Leaderboard, title: str, description: str = "", root: Path | None = None) -> str:
+    """A Markdown leaderboard: provenance header, summary sections, then one table per (training, test) pair;
+    with the results folder ``root``, a section of source cards where the run drew them."""
     records, frame = board.records, board.cells
     lines = [f"# Leaderboard: {title}", ""]
     if description:
@@ -555,7 +571,8 @@ def render_markdown(board: Leaderboard, title: str, description: str = "") -> st
         "",
     ]
     lines += _matrix_section(frame) + _comparison_section(board.comparisons) + _source_attribution_section(records)
-    lines += _robustness_section(frame) + _attribution_section(records) + _cell_tables(frame)
+    lines += _robustness_section(frame) + _attribution_section(records) + _sources_section(records, root)
+    lines += _cell_tables(frame)
     return "\n".join(lines)
 
 
@@ -575,7 +592,7 @@ def write_leaderboard(
     for relative, picture in figure_files(board.cells).items():
         write_atomic(out_dir / relative, picture)
     paths = {"markdown": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html"}
-    write_atomic(paths["markdown"], render_markdown(board, title, description).encode())
+    write_atomic(paths["markdown"], render_markdown(board, title, description, out_dir).encode())
     for stem, name in TABLES.items():
         frame = getattr(board, name)
         for suffix, text in (("csv", frame.to_csv(index=False)),

@@ -22,6 +22,7 @@ from bench.execute import JobResult
 from bench.files import write_atomic
 from bench.leaderboard import write_leaderboard
 from bench.plan import Plan
+from bench.prepare import Prepared
 from bench.records import RecordError, read_record
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,14 @@ class Publisher:
             write_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
             paths.append(path)
         return paths
+
+    def write_source_cards(self, plan: Plan, data: Prepared) -> None:
+        """A card per test source (sample grid, spectrum beside the real test images') in ``figures/``."""
+        from bench.spectrum import source_card_files
+
+        images = {name: np.asarray(subset.images) for name, subset in data.test.items()}
+        for relative, picture in source_card_files(images, plan.suite.test.real).items():
+            write_atomic(self.root / relative, picture)
 
     def records(self, plan: Plan) -> list[dict]:
         """The plan's records, in plan order."""

@@ -234,6 +234,7 @@ class Runner:
                         f"{result.headline()}")
         bar.close()
         records = self.publisher.records(the_plan)
+        self.publisher.write_source_cards(the_plan, data)
         leaderboard = self.publisher.render(the_plan, records)
         skipped = [self.publisher.record_path(k) for k in sorted(recorded)]
         return RunSummary(computed, skipped, leaderboard, records)

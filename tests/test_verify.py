@@ -16,12 +16,12 @@ from bench.cli import main
 from bench.runner import Runner
 from bench.suite import Suite
 
-SOURCES = {
-    "cifake-real-train": {"importer": "cifake", "split": "train", "label": "real"},
-    "cifake-sd14-train": {"importer": "cifake", "split": "train", "label": "fake"},
+SOURCES = {  # CIFAKE as cached by the cifake_dir fixture (each run skips reading the zip)
+    "cifake-real-train": {"importer": "cached", "split": "train", "label": "real"},
+    "cifake-sd14-train": {"importer": "cached", "split": "train", "label": "fake"},
     "ddpm-train": {"importer": "folder", "path": "ddpm-cifar10/FAKE", "split": "train", "label": "fake"},
-    "cifake-real-test": {"importer": "cifake", "split": "test", "label": "real"},
-    "cifake-sd14-test": {"importer": "cifake", "split": "test", "label": "fake"},
+    "cifake-real-test": {"importer": "cached", "split": "test", "label": "real"},
+    "cifake-sd14-test": {"importer": "cached", "split": "test", "label": "fake"},
 }
 TEST = {"real": "cifake-real-test", "fake": ["cifake-sd14-test"], "limit": 200}
 # LeNet and a (non-differentiable) random forest, two seeds, clean and FGSM, with saliency attributions
