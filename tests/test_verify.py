@@ -31,7 +31,7 @@ DETECTION = {
     "test": TEST,
     "detectors": [{"name": "lenet"}, {"name": "random-forest", "kwargs": {"n_estimators": 10, "n_jobs": 1}}],
     "recipe": {"epochs": 1}, "perturbations": ["clean", {"name": "fgsm", "eps": "2/255"}],
-    "attribution": {"methods": ["saliency"], "images": 4}, "bootstrap": 50,
+    "attribution": {"methods": ["saliency"], "images": 4, "steps": 4, "figure_images": 1}, "bootstrap": 50,
 }
 # LeNet trained with one class per source: real, SD and the ddpm-cifar10 samples
 SOURCE_ATTRIBUTION = {
