@@ -166,8 +166,8 @@ class _Tolerances:
         """The tolerance of the number ``name`` of ``record``."""
         if self.given is not None:
             return Tolerance(self.given, "--tolerance")
-        if name in self.spreads[Cell.of(record)]:
-            spread, seeds = self.spreads[Cell.of(record)][name]
+        if name in (cell := self.spreads[Cell.of(record)]):
+            spread, seeds = cell[name]
             basis = f"seed spread of this cell ({seeds} seeds)"
         elif name in self.largest:
             spread, basis = self.largest[name], "largest seed spread in the folder"
@@ -246,13 +246,12 @@ class _Check:
 
     def thresholds(self) -> None:
         """The decision thresholds, to ``THRESHOLD_RTOL``; informational for a record trained on another CPU."""
-        published, measured = self.published, self.measured
+        published, measured = self.published, self.measured or {"training": {}}
         trained_on = published["training"].get("trained_on", {}).get("cpu")
         elsewhere = trained_on is not None and trained_on != hardware()["cpu"]
         for number, old, new in (
-            ("threshold", published["threshold"], measured and measured["threshold"]),
-            ("training threshold", published["training"].get("threshold"),
-             measured and measured["training"].get("threshold")),
+            ("threshold", published["threshold"], measured.get("threshold")),
+            ("training threshold", published["training"].get("threshold"), measured["training"].get("threshold")),
         ):
             if old is None:
                 continue
