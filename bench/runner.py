@@ -24,6 +24,7 @@ from bench.executors import Executor, SerialExecutor
 from bench.files import check_writable
 from bench.plan import JobPlan, Plan, grid, plan
 from bench.prepare import Prepared, Preparer, SourceStatus, survey
+from bench.provenance import git_commit
 from bench.publish import Publisher
 from bench.suite import Suite
 from bench.training import no_bars, pick_device
@@ -136,6 +137,7 @@ class Runner:
         self.preparer = Preparer(self.data_dir, data_root, self.device, progress)
         self.data_root = data_root
         self.publisher = Publisher(self.results_dir)
+        git_commit()  # read now: records name the code this process started with, not a later checkout
 
     def plan(self, suite: Suite) -> tuple[Plan, Prepared]:
         """Prepare the suite's data (importing or generating what is missing) and plan it."""
