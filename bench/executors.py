@@ -123,8 +123,8 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ExecutorError("the ray executor needs Ray: pip install -e '.[ray]'") from None
-        started = not ray.is_initialized()
-        if started:
+        own_instance = not ray.is_initialized()
+        if own_instance:
             options = {"address": self.address} if self.address else {
                 "num_cpus": int(self.parallel * self.cpus_per_job) if self.parallel else None}
             ray.init(**options, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -146,7 +146,7 @@ class RayExecutor:
                     except ray.exceptions.RayError as exc:
                         raise ExecutorError(f"job {job.label} failed on Ray: {exc}") from exc
         finally:
-            if started:
+            if own_instance:
                 ray.shutdown()
 
 

@@ -64,6 +64,11 @@ class Registry(Generic[T]):
         self._origins[name] = origin
         return item
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for plugins registered for a while, e.g. in tests)."""
+        self._items.pop(name, None)
+        self._origins.pop(name, None)
+
     def get(self, name: str) -> T:
         """Return the plugin called ``name``, or raise with the closest registered names."""
         self.load()

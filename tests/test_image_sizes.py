@@ -30,7 +30,10 @@ def pooled_cnn(num_classes: int = 1):
 
 @pytest.fixture(scope="module", autouse=True)
 def detector_at_64():
+    """A detector at 64x64, registered for this module only."""
     DETECTORS.register("pooled-64", DetectorSpec("pooled-64", pooled_cnn, input_size=64))
+    yield
+    DETECTORS.unregister("pooled-64")
 
 
 def _upsampled(images: np.ndarray) -> np.ndarray:

@@ -51,7 +51,8 @@ def test_levels_follow_the_suite_order(run):
 def test_markdown_has_the_matrix_and_robustness_tables(run):
     summary, results = run
     markdown = summary.leaderboard["markdown"].read_text()
-    assert markdown == render_markdown(build_leaderboard(summary.records, results), "matrix")
+    assert markdown == render_markdown(build_leaderboard(summary.records, results), "matrix", root=results)
+    assert "## Sources" in markdown and (results / "figures" / "source-ddpm-cifar10.png").is_file()  # source cards
     assert summary.leaderboard["markdown"].stat().st_mode & 0o777 == 0o644  # readable by others, to be published
     matrix = markdown.split("## Cross-source matrix")[1].split("## Robustness")[0]
     header = next(line for line in matrix.splitlines() if line.startswith("| Detector"))
