@@ -549,6 +549,15 @@ def _sources_section(records: list[dict], root: Path | None) -> list[str]:
     return source_card_markdown({reference: sources.pop(reference), **sources}, reference)
 
 
+def _budgets(records: list[dict]) -> str:
+    """Each detector's grid size, e.g. ``1 (no grid) for every detector`` or ``lenet 1, cifake-cnn 4``."""
+    sizes = {r["detector"]: max(1, len(r["training"].get("grid", []))) for r in records}
+    if len(set(sizes.values())) == 1:
+        size = next(iter(sizes.values()))
+        return f"{size}{' (no grid)' if size == 1 else ''} for every detector"
+    return ", ".join(f"{name} {size}" for name, size in sorted(sizes.items())) + " (unequal budgets)"
+
+
 def render_markdown(board: Leaderboard, title: str, description: str = "", root: Path | None = None) -> str:
     """A Markdown leaderboard: provenance header, summary sections, then one table per (training, test) pair;
     with the results folder ``root``, a section of source cards where the run drew them."""
@@ -568,6 +577,7 @@ def render_markdown(board: Leaderboard, title: str, description: str = "", root:
         f"- Git commit: {', '.join(made['commits'])}",
         f"- {'; '.join(made['versions'])}",
         f"- Seeds: {', '.join(made['seeds'])}; bootstrap resamples: {', '.join(made['bootstrap'])}",
+        f"- Hyperparameter budget (grid points chosen on validation): {_budgets(records)}",
         "",
     ]
     lines += _matrix_section(frame) + _comparison_section(board.comparisons) + _source_attribution_section(records)
