@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from bench.cli import main
 from bench.diff import Change
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "smoke" / "records"
+PUBLISHED = Path(__file__).resolve().parent / "fixtures" / "smoke-v1" / "records"  # schema-1 records, no score files
 
 
 def invoke(*args):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from bench.cli import main
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "smoke" / "records"
+PUBLISHED = Path(__file__).resolve().parent / "fixtures" / "smoke-v1" / "records"  # schema-1 records, no score files
 
 
 class Tables(HTMLParser):
@@ -142,7 +142,7 @@ def page_width(tmp_path: Path, url: str, width: int) -> int:
     return int(re.search(r"<title>width (\d+)</title>", dom).group(1))
 
 
-ATTRIBUTION_RECORDS = Path(__file__).resolve().parents[1] / "results" / "attribution-cpu-5k" / "records"
+ATTRIBUTION_RECORDS = Path(__file__).resolve().parent / "fixtures" / "attribution-v1" / "records"
 
 
 def test_paths_read_from_records_link_only_inside_the_results_folder(tmp_path):
