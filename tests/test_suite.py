@@ -38,7 +38,8 @@ def test_shipped_suites_are_valid():
     assert [d.name for d in cross.detectors] == [
         "lenet", "cifake-cnn", "alexnet", "resnet50", "efficientnet-b0", "vit-tiny"
     ]
-    assert cross.test_fakes() == ["cifake-sd14-test", "dcgan-test", "ddpm-test", "ddpm-cifar10", "cifake-sd14-test-blur1"]
+    assert cross.test_fakes() == ["cifake-sd14-test", "dcgan-test", "ddpm-test", "ddpm-cifar10",
+                                  "cifake-sd14-test-blur1"]
     assert [t.fake for t in cross.train] == [["cifake-sd14-train"]] + [["cifake-sd14-train", "dcgan-train"]] * 2
     assert [t.attribute_sources for t in cross.train] == [False, False, True]
 
