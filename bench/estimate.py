@@ -41,7 +41,8 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
     """Training images per second of ``detector`` on ``device``, timed over a few steps of random images.
 
     Steps are timed at 16 images first; a model fast enough that a step of ``batch_size`` images takes under
-    half a second is timed again at that batch size (small batches understate a fast model's throughput).
+    half a second is timed again at that batch size, and a slower one at 32 images, its step time at
+    ``batch_size`` extrapolated linearly (small batches understate a model's throughput).
     """
     target = pick_device(device)
     built = build_detector(detector, **(kwargs or {}))
@@ -74,8 +75,16 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
             fastest = min(fastest, time.perf_counter() - start)
         return batch / fastest
 
-    rate = timed(min(batch_size, 16))
-    return timed(batch_size) if batch_size > 16 and batch_size / rate < 0.5 else rate
+    small = min(batch_size, 16)
+    rate = timed(small)
+    if batch_size <= small:
+        return rate
+    if batch_size / rate < 0.5:
+        return timed(batch_size)
+    # a slow model: extrapolate a step's time linearly (fixed cost + cost per image) from 16 and 32 images
+    step_small, step_double = small / rate, 2 * small / timed(2 * small)
+    per_image = max((step_double - step_small) / small, 1e-9)
+    return batch_size / (step_small + per_image * (batch_size - small))
 
 
 def perturbation_passes(name: str, params: dict) -> float:
