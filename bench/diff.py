@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.compare import load_run, scored_images
 from bench.metrics import METRICS
-from bench.records import IDENTITY_FIELDS, CellIdentity, by_identity, describe, identity, metric_text
+from bench.records import IDENTITY_FIELDS, CellIdentity, by_identity, identity, metric_text
 from bench.statistics import paired_bootstrap
 
 LOWER_IS_BETTER = frozenset({"evasion_rate"})
@@ -150,7 +150,7 @@ def _changes_table(changes: list[Change]) -> str:
 def _headline(record: dict) -> str:
     shown = [f"{name} {metric_text(m['value'], m['ci'])}" for name in HEADLINE
              if (m := record["metrics"].get(name)) is not None]
-    return f"{describe(identity(record))}: {'; '.join(shown)}"
+    return f"{identity(record).describe()}: {'; '.join(shown)}"
 
 
 def _value(metric: dict) -> tuple[float | None, tuple[float, float] | None]:

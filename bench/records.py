@@ -86,22 +86,12 @@ class Record(BaseModel):
     attribution: dict[str, Any] | None = None
     provenance: dict[str, Any]
 
-    @property
-    def identity(self) -> CellIdentity:
-        return CellIdentity(self.detector, canonical_kwargs(self.detector_kwargs), self.train["name"],
-                            self.test["name"], self.perturbation["label"], self.seed)
-
 
 def identity(record: dict) -> CellIdentity:
     """The cell a record (as a dict) measured."""
     return CellIdentity(record["detector"], canonical_kwargs(record.get("detector_kwargs", {})),
                         record["train"]["name"], record["test"]["name"], record["perturbation"]["label"],
                         record["seed"])
-
-
-def describe(cell: CellIdentity) -> str:
-    """One line for humans (see :meth:`CellIdentity.describe`)."""
-    return cell.describe()
 
 
 def metric_text(value: float, ci: tuple[float, float] | list[float] | None, digits: int = 3) -> str:
