@@ -26,7 +26,7 @@ from bench.plan import JobPlan, Plan, grid, plan
 from bench.prepare import Prepared, Preparer, SourceStatus, survey
 from bench.provenance import git_commit
 from bench.publish import Publisher
-from bench.suite import Suite
+from bench.suite import DetectorEntry, Suite
 from bench.training import no_bars, pick_device
 
 log = logging.getLogger(__name__)
@@ -150,16 +150,20 @@ class Runner:
         result = Estimate(device=self.device)
         for job in jobs:
             real, fake = data.train[job.train_name]
-            name = job.entry.name
-            if name not in result.rates:
-                result.rates[name] = throughput(name, real.size, grid(suite, job.entry)[0].batch_size, self.device,
-                                                job.entry.kwargs)
+            name = self._measure(result, suite, job.entry, real.size)
             recipes = [c.recipe for c in job.candidates if c.key not in cached]
             reals = data.test[suite.test.real].count
             n_test = [reals + data.test[c.test_fake].count for c in job.cells]
             passes = [perturbation_passes(c.perturbation.name, c.perturbation.params) for c in job.cells]
             result.costs[job.key] = job_cost(recipes, real.count + fake.count, n_test, passes, result.rates[name])
         return result
+
+    def _measure(self, estimate: Estimate, suite: Suite, entry: DetectorEntry, size: int) -> str:
+        """The detector's name, its training throughput measured into ``estimate`` once."""
+        if entry.name not in estimate.rates:
+            estimate.rates[entry.name] = throughput(entry.name, size, grid(suite, entry)[0].batch_size, self.device,
+                                                    entry.kwargs)
+        return entry.name
 
     def rough_estimate(self, suite: Suite, sources: list[SourceStatus]) -> Estimate:
         """Estimated time of every job of ``suite`` from the sources' image counts, before anything is imported."""
@@ -177,10 +181,7 @@ class Runner:
             if None in (real, fake, reals, *fakes):
                 result.unknown += 1
                 continue
-            name = entry.name
-            if name not in result.rates:
-                result.rates[name] = throughput(name, DETECTORS.get(name).input_size,
-                                                grid(suite, entry)[0].batch_size, self.device, entry.kwargs)
+            name = self._measure(result, suite, entry, DETECTORS.get(entry.name).input_size)
             n_test = [reals + n for n in fakes for _ in suite.perturbations]
             passes = [perturbation_passes(p.name, p.params) for _ in fakes for p in suite.perturbations]
             result.costs[f"{name}/{train.name}/{seed}"] = job_cost(grid(suite, entry), real + fake, n_test, passes,
