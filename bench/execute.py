@@ -50,6 +50,7 @@ class Settings:
     device: str = "auto"
     progress: bool | None = None
     threads: int | None = None  # torch CPU threads per job (None: torch's default)
+    git: dict | None = None  # the driver's commit, read when the run started (None: read it here)
 
 
 @dataclass
@@ -97,7 +98,7 @@ def run_job(suite: Suite, job: JobPlan, data: Prepared, settings: Settings) -> J
         results.append((candidate.recipe, checkpoint))
     detector, training = _selected(suite, job, results)
     outcome = JobResult(job.key, job.label, trained=trained)
-    scorer = _Scorer(suite, job, detector, training, data, device, settings.progress)
+    scorer = _Scorer(suite, job, detector, training, data, device, settings.progress, settings.git)
     outcome.cells = [scorer.score(cell) for cell in job.cells]
     outcome.seconds = time.perf_counter() - start
     return outcome
@@ -170,9 +171,9 @@ class _Scorer:
     """Scores one job's cells; logits of a (test subset, perturbation) are computed once per job."""
 
     def __init__(self, suite: Suite, job: JobPlan, detector: Detector, training: dict, data: Prepared,
-                 device: torch.device, progress: bool | None) -> None:
+                 device: torch.device, progress: bool | None, git: dict | None = None) -> None:
         self.suite, self.job, self.detector, self.training = suite, job, detector, training
-        self.data, self.device, self.progress = data, device, progress
+        self.data, self.device, self.progress, self.git = data, device, progress, git
         self._logits: dict[tuple[str, str], np.ndarray] = {}
 
     def score(self, cell: CellPlan) -> CellResult:
@@ -228,7 +229,7 @@ class _Scorer:
             **result,
             "scores": {"file": f"scores/{cell.key}.npy", "order": "real then fake test images, as drawn",
                        "sha256": content_hash(scored)} if scored is not None else None,
-            "provenance": stamp(job.seed, str(self.device)),
+            "provenance": stamp(job.seed, str(self.device), self.git),
         }
         return CellResult(record, scored, figure)
 

@@ -117,13 +117,14 @@ def command_line() -> str:
     return shlex.join(sys.argv)
 
 
-def stamp(seed: int, device: str) -> dict[str, object]:
-    """Everything needed to say how a number was produced."""
+def stamp(seed: int, device: str, git: dict | None = None) -> dict[str, object]:
+    """Everything needed to say how a number was produced; ``git`` is the commit the run started with
+    (a worker process given none reads its own)."""
     return {
         "command": command_line(),
         "seed": seed,
         "versions": versions(),
-        "git": git_commit(),
+        "git": git or git_commit(),
         "hardware": hardware(device),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -224,7 +224,7 @@ class Runner:
             checkpoints = CheckpointStore(self.data_dir)
             cached = {c.key for j in jobs for c in j.candidates if checkpoints.has(c.key)}
             before(self.estimate(jobs, the_plan, data, cached))
-        settings = Settings(self.data_dir, self.device, self.progress, self.threads)
+        settings = Settings(self.data_dir, self.device, self.progress, self.threads, git_commit())
         computed = []
         bar = tqdm(total=len(jobs), desc=suite.name, unit="job", disable=no_bars(self.progress))
         def started(job: JobPlan) -> None:
