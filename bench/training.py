@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,11 @@ def seed_everything(seed: int) -> None:
     """Seed torch's CPU and CUDA generators."""
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
+
+
+EpochHook = Callable[[int, float, float], None]
+"""Called after each epoch with (epoch, validation threshold, seconds of training so far); its own time is
+not counted as training (benchmarks use it to measure accuracy over time)."""
 
 
 @dataclass
@@ -132,6 +138,7 @@ def train_detector(
     device: torch.device,
     progress: bool | None = None,
     description: str = "train",
+    on_epoch: EpochHook | None = None,
 ) -> TrainingResult:
     """Train ``detector`` on uint8 images with 0/1 labels (1 = fake) following ``recipe``.
 
@@ -139,7 +146,7 @@ def train_detector(
     the loss is cross-entropy over classes; epoch and threshold are still chosen by detection (real vs
     any fake) on validation, whose class accuracy is recorded as ``source_accuracy``.
     """
-    start = time.perf_counter()
+    start, hooked = time.perf_counter(), 0.0
     seed_everything(seed)
     attributing = bool(detector.classes)
     train_idx, val_idx = validation_split(labels, recipe, seed)
@@ -201,6 +208,12 @@ def train_detector(
             state = {k: v.detach().cpu().clone() for k, v in detector.model.state_dict().items()}
             threshold, selected = val_threshold, epoch
             val_summary = {"loss": val_loss, "balanced_accuracy": balanced, **scores}
+        if on_epoch is not None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            paused = time.perf_counter()
+            on_epoch(epoch, val_threshold, paused - start - hooked)
+            hooked += time.perf_counter() - paused
     bar.close()
     detector.model.load_state_dict(state)
     return TrainingResult(
@@ -209,7 +222,7 @@ def train_detector(
         val=val_summary,
         selected_epoch=selected,
         history=history,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start - hooked,
         n_train=len(train_idx),
         n_val=len(val_idx),
     )

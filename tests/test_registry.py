@@ -16,8 +16,8 @@ from bench.generator import GENERATORS
 from bench.perturbations import PERTURBATIONS
 from bench.registry import Registry, UnknownPluginError
 
-BUILTIN_DETECTORS = ["alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50", "vgg-cifake",
-                     "vit-tiny"]
+BUILTIN_DETECTORS = ["airbench-cnn", "alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50",
+                     "vgg-cifake", "vit-tiny"]
 
 
 def test_builtin_detectors_are_registered_and_map_images_to_one_logit():

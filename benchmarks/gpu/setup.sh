@@ -1,0 +1,10 @@
+# Source me on a bare device machine, from the repository root: data, carried wheels, the project.
+# Expects .gpu/cifake.zip.xz and .gpu/ddpm-cifar10/ (the shared data) and .whl/ (the packages the image lacks).
+export PYTHONUNBUFFERED=1 BENCH_DATA_ROOT=/root/data BENCH_TEST_DATA=/root/data PYTHONPATH=/tmp/site
+if [ ! -f /root/data/cifake.zip ]; then
+  mkdir -p /root/data && xz -dc .gpu/cifake.zip.xz > /root/data/cifake.zip.part && mv /root/data/cifake.zip.part /root/data/cifake.zip
+  cp -r .gpu/ddpm-cifar10 /root/data/
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -2
+fi
+echo "cifake.zip sha256 $(sha256sum /root/data/cifake.zip | cut -c1-16)"
