@@ -7,4 +7,9 @@ if [ ! -f /root/data/cifake.zip ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -2
 fi
-echo "cifake.zip sha256 $(sha256sum /root/data/cifake.zip | cut -c1-16)"
+if ! python3 -c "import bench.detectors.lenet" 2>/dev/null; then  # no editable install: run from the tree
+  for p in detectors generators suites; do [ -e bench/$p ] || ln -s ../$p bench/$p; done
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+command -v bench >/dev/null || { bench() { python3 -m bench "$@"; }; export -f bench; }
+echo "cifake.zip sha256 $(sha256sum /root/data/cifake.zip | cut -c1-16); $(git log -1 --format=%h 2>/dev/null)"
