@@ -3,13 +3,16 @@
 For each detector a few training steps are timed on random images of the planned size (after one warm-up
 step; the fastest step counts); training time is then epochs x training images / throughput for every grid
 candidate, plus a validation pass per epoch, and scoring is the test images' forward passes (attacks: one
-forward and backward per step) at three times the training throughput. Sources to import or generate are not
-estimated. The figures are rough (within a factor of about two) and say so.
+forward and backward per step) at three times the training throughput. A generator to train is timed the same
+way (training steps and sampling at two small batch sizes, extrapolated to its batch size and epochs); sources
+to import are not estimated. The figures are rough (within a factor of about two) and say so.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +103,54 @@ def job_cost(recipes: list[Recipe], n_train: int, n_test: list[int], passes: lis
     train = sum(r.epochs * (1 - r.val_fraction) * n_train for r in recipes) / rate + val
     score = float(np.dot(n_test, passes)) / (rate * EVAL_SPEEDUP) if n_test else 0.0
     return JobCost(train, score)
+
+
+def _at_batch(run: Callable[[int], None], batch_size: int, small: int = 4) -> float:
+    """Seconds of ``run(batch_size)``, extrapolated from timed runs at ``small`` and ``2 * small`` (after one
+    warm-up run): a fixed cost per call plus a cost per image."""
+    timings = []
+    for batch in (small, small, 2 * small):
+        start = time.perf_counter()
+        run(batch)
+        timings.append(time.perf_counter() - start)
+    _, first, double = timings
+    per_image = max((double - first) / small, 0.0)
+    return max(first, first + per_image * (batch_size - small))
+
+
+def generation_seconds(generator: str, config: dict, n_train: int, counts: list[int], device: str = "auto"
+                       ) -> tuple[float, float] | None:
+    """Estimated seconds to train ``generator`` (its epochs over ``n_train`` images) and to sample ``counts``
+    images (one count per source it serves), timed on random pixels; None for a generator with pretrained
+    weights or without ``epochs`` and ``batch_size`` settings."""
+    from bench.generator import GENERATORS, resolve_config
+
+    spec = GENERATORS.get(generator)
+    config = resolve_config(spec, config)
+    if config.get("pretrained") or not {"epochs", "batch_size"} <= set(config):
+        return None
+    target = pick_device(device)
+    rng = np.random.default_rng(0)
+    batch_size, limit = int(config["batch_size"]), config.get("limit")
+
+    def fit(batch: int) -> None:  # two training steps at this batch size
+        model = spec.factory(**{**config, "epochs": 1, "batch_size": batch, "limit": None})
+        model.fit(rng.integers(0, 256, (2 * batch, 3, 32, 32), dtype=np.uint8), 0, target, False)
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+
+    steps = int(config.get("steps", 0))  # a sampler's denoising steps: timed with two, scaled to its steps
+    sampler = spec.factory(**{**config, "batch_size": batch_size, **({"steps": 2} if steps > 2 else {})})
+
+    def sample(batch: int) -> None:
+        sampler.sample(batch, 0, target, False)
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+
+    images = min(n_train, limit) if limit else n_train
+    train = config["epochs"] * math.ceil(images / batch_size) * _at_batch(fit, batch_size) / 2
+    per_batch = _at_batch(sample, batch_size) * (steps / 2 if steps > 2 else 1)
+    return train, sum(math.ceil(count / batch_size) for count in counts) * per_batch
 
 
 def duration(seconds: float) -> str:

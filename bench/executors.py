@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -78,16 +79,19 @@ class ProcessExecutor:
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
         stored = data.stored(subset_folder(settings))
         settings = replace(settings, threads=_threads(settings, self.workers), progress=False)
-        pending, attempts = list(jobs), dict.fromkeys((j.key for j in jobs), 0)
-        while pending:
+        queue, attempts = deque(jobs), dict.fromkeys((j.key for j in jobs), 0)
+        while queue:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
                 futures: dict[Future, JobPlan] = {}
-                for job in pending:
-                    started(job)
-                    futures[pool.submit(run_job, suite, job, stored, settings)] = job
-                pending = []
-                while futures:
+                broken: list[JobPlan] = []
+                while queue or futures:
+                    while queue and not broken and len(futures) < self.workers:  # "started" means started
+                        job = queue.popleft()
+                        started(job)
+                        futures[pool.submit(run_job, suite, job, stored, settings)] = job
+                    if not futures:
+                        break
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
                     for future in done:
                         job = futures.pop(future)
@@ -99,7 +103,8 @@ class ProcessExecutor:
                                 raise ExecutorError(f"job {job.label}: its worker process died "
                                                     f"{attempts[job.key]} times") from None
                             log.warning("job %s: its worker process died; running it again", job.label)
-                            pending.append(job)
+                            broken.append(job)
+                queue.extendleft(reversed(broken))  # a new pool runs them first
 
 
 def _ray_job(suite: Suite, job: JobPlan, data: Prepared, settings: Settings) -> JobResult:

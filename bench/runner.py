@@ -8,6 +8,7 @@ run would do, with an estimated time, without training or writing anything.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from bench.checkpoints import CheckpointStore
 from bench.detector import DETECTORS
-from bench.estimate import JobCost, duration, job_cost, perturbation_passes, throughput
+from bench.estimate import JobCost, duration, generation_seconds, job_cost, perturbation_passes, throughput
 from bench.execute import Settings
 from bench.executors import Executor, SerialExecutor
 from bench.files import check_writable
@@ -50,6 +51,7 @@ class Estimate:
     rates: dict[str, float] = field(default_factory=dict)  # training images/s by detector
     device: str = "cpu"
     unknown: int = 0  # jobs whose data size is not known before importing (not estimated)
+    generate: dict[str, float] = field(default_factory=dict)  # seconds by generated source (training counted once)
 
     @property
     def train(self) -> float:
@@ -61,17 +63,21 @@ class Estimate:
 
     @property
     def total(self) -> float:
-        return self.train + self.score
+        return self.train + self.score + sum(self.generate.values())
 
     def line(self) -> str:
+        generated = ""
+        if self.generate:
+            parts = ", ".join(f"{name} {duration(seconds)}" for name, seconds in self.generate.items())
+            generated = f"generating sources {duration(sum(self.generate.values()))} ({parts}), "
         if not self.rates:
             return f"{self.unknown} jobs, not estimated before their data is imported" if self.unknown else (
                 "nothing to train or score")
         rates = ", ".join(f"{d} {r:.0f} img/s" for d, r in self.rates.items())
         unknown = f"; {self.unknown} more jobs not estimated before their data is imported" if self.unknown else ""
         return (f"{len(self.costs) + self.unknown} jobs to run, estimated {duration(self.total)} on {self.device} "
-                f"(training {duration(self.train)}, scoring {duration(self.score)}; from {rates} measured with a few "
-                f"training steps here; importing and generating sources not included{unknown})")
+                f"({generated}training {duration(self.train)}, scoring {duration(self.score)}; from {rates} measured "
+                f"with a few training steps here; importing sources not included{unknown})")
 
 
 @dataclass
@@ -186,7 +192,28 @@ class Runner:
             passes = [perturbation_passes(p.name, p.params) for _ in fakes for p in suite.perturbations]
             result.costs[f"{name}/{train.name}/{seed}"] = job_cost(grid(suite, entry), real + fake, n_test, passes,
                                                                    result.rates[name])
+        result.generate = self._generation(suite, [s for s in sources if s.action == "generate"], counts)
         return result
+
+    def _generation(self, suite: Suite, sources: list[SourceStatus], counts: dict[str, int | None]) -> dict[str, float]:
+        """Estimated seconds per generated source; a model that serves several sources is trained (and counted) once."""
+        served: dict[str, list[str]] = {}
+        for status in sources:
+            spec = suite.sources[status.name]
+            if spec.generator and spec.count and counts.get(spec.train_source or ""):
+                model = json.dumps([spec.generator, spec.train_source, spec.seed, spec.config], sort_keys=True)
+                served.setdefault(model, []).append(status.name)
+        seconds: dict[str, float] = {}
+        for names in served.values():
+            specs = [suite.sources[n] for n in names]
+            timed = generation_seconds(specs[0].generator, specs[0].config, counts[specs[0].train_source],
+                                       [s.count for s in specs], self.device)
+            if timed is not None:
+                train, sample = timed
+                for n, spec in zip(names, specs, strict=True):  # training charged to the first, sampling by count
+                    share = spec.count / sum(s.count for s in specs)
+                    seconds[n] = (train if n == names[0] else 0.0) + sample * share
+        return seconds
 
     def dry_run(self, suite: Suite) -> DryRun:
         """What :meth:`run` would do, without importing, training or writing anything."""

@@ -348,3 +348,31 @@ def test_a_suite_generates_its_sources_and_trains_on_several_fakes(cifake_dir, t
     real = attributed["source_attribution"]["predicted"]["real"]
     assert sum(real.values()) == attributed["n_real"] and real["real"] > real["dcgan-train"]
     assert attributed["training"]["val"]["source_accuracy"] > 0.5
+
+
+def test_a_dry_run_estimates_generation_without_writing(cifake_dir, data_root, tmp_path, fits):
+    from bench.runner import Runner
+    from bench.suite import Suite
+
+    cache = tmp_path / "cache"
+    shutil.copytree(cifake_dir, cache)
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    dry = Runner(cache, tmp_path / "results", data_root, device="cpu", progress=False).dry_run(
+        Suite.model_validate(SUITE_WITH_GENERATORS))
+    assert dry.plan is None and set(dry.estimate.generate) == {"dcgan-train", "dcgan-test"}
+    # the one model is trained once, charged to the first source; the other only samples
+    assert dry.estimate.generate["dcgan-train"] > dry.estimate.generate["dcgan-test"] > 0
+    assert "generating sources" in dry.summary() and "dcgan-train" in dry.summary()
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before and not (tmp_path / "results").exists()
+
+
+def test_generation_estimate_scales_timed_steps_to_epochs_images_and_sampling_steps(monkeypatch):
+    import bench.estimate
+
+    monkeypatch.setattr(bench.estimate, "_at_batch", lambda run, batch_size: 0.5)  # seconds per timed call
+    train, sample = bench.estimate.generation_seconds(
+        "ddpm", {"epochs": 3, "batch_size": 100, "steps": 8, "block_out_channels": [8, 16], "layers_per_block": 1},
+        n_train=1050, counts=[250, 50], device="cpu")
+    assert train == pytest.approx(3 * 11 * 0.5 / 2)  # 11 batches per epoch; a timed call is two training steps
+    assert sample == pytest.approx((3 + 1) * 0.5 * 8 / 2)  # 3 + 1 batches, timed with 2 of the 8 steps
+    assert bench.estimate.generation_seconds("ddpm", {"pretrained": "some/folder"}, 100, [10]) is None

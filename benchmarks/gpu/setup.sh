@@ -8,8 +8,9 @@ if [ ! -f /root/data/cifake.zip ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -2
 fi
-if [ ! -d .git ] && [ -f .gpu/repo.bundle ]; then  # the tree travels without .git: records still name the commit
-  git init -q && git fetch -q .gpu/repo.bundle HEAD && git reset -q FETCH_HEAD
+if [ -f .gpu/repo.bundle ]; then  # the device's checkout names the session's first commit: records name this one
+  [ -d .git ] || git init -q
+  git fetch -q .gpu/repo.bundle HEAD && git reset -q FETCH_HEAD
 fi
 if ! python3 -c "import bench.detectors.lenet" 2>/dev/null; then  # no editable install: run from the tree
   for p in detectors generators suites; do [ -e bench/$p ] || ln -s ../$p bench/$p; done
