@@ -180,8 +180,8 @@ def _from_records(records: Sequence[dict], names: Iterable[str]) -> dict[str, di
 def _evasion_interval(clean: Sequence[Run], perturbed: Sequence[Run], n_boot: int, level: float,
                       seed: int) -> list[float] | None:
     """Two-level percentile interval of the mean evasion rate over seeds: each resample draws the seeds and the
-    fake test images with replacement (every drawn seed on the same image draw); None if no resample had a
-    detected fake."""
+    fake test images with replacement (every drawn seed on the same image draw); Wilson's interval on the counts
+    pooled over seeds where every resample is 0 (or 1); None if no resample had a detected fake."""
     def fakes(run: Run) -> np.ndarray:
         return np.asarray(run[1])[np.asarray(run[0]) == 1]
 
@@ -202,6 +202,8 @@ def _evasion_interval(clean: Sequence[Run], perturbed: Sequence[Run], n_boot: in
     values = values[np.isfinite(values)]
     if not len(values):
         return None
+    if values.min() == values.max() and values[0] in (0.0, 1.0):  # no spread at 0 or 1: Wilson on the pooled counts
+        return list(wilson_interval(int(evaded.sum()), int(detected.sum()), level))
     tail = (1 - level) / 2 * 100
     return [float(v) for v in np.percentile(values, [tail, 100 - tail])]
 

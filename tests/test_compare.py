@@ -23,7 +23,7 @@ from bench.cli import main
 from bench.compare import aggregate
 from bench.diff import PAIRED, diff_records
 from bench.leaderboard import BELOW_CHANCE_NOTE, build_leaderboard, render_markdown, write_leaderboard
-from bench.metrics import evaluate
+from bench.metrics import evaluate, wilson_interval
 from bench.records import RecordError, load_records
 from bench.runner import Runner
 from bench.sources import content_hash
@@ -243,3 +243,14 @@ def test_diff_uses_the_paired_bootstrap_on_the_same_test_images(run, folder, tmp
     fallback = diff_records(load_records(run), load_records(folder))
     assert {c.test for c in fallback.changes} == {"non-overlap of intervals (no score files)"}
     assert not fallback.regressions  # overlapping intervals: the conservative rule misses the drop
+
+
+def test_an_evasion_rate_of_zero_over_seeds_gets_a_wilson_interval_not_zero_width():
+    from bench.compare import _evasion_interval
+
+    labels = np.r_[np.zeros(50, int), np.ones(200, int)]
+    rng = np.random.default_rng(0)
+    clean = [(labels, np.r_[rng.normal(-2, 1, 50), rng.normal(2, 1, 200)], 0.0) for _ in range(3)]
+    low, high = _evasion_interval(clean, clean, 200, 0.95, 0)  # an attack at eps 0 changes nothing
+    detected = sum(int((run[1][labels == 1] >= 0).sum()) for run in clean)
+    assert low == 0 and high == pytest.approx(wilson_interval(0, detected)[1]) and high > 0
