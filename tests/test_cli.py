@@ -32,10 +32,10 @@ def test_list_plugins_with_a_wildcard_and_a_description_each():
     result = invoke("list", "detectors")
     assert result.exit_code == 0
     assert first_column(result.output) == [
-        "alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50", "vgg-cifake",
+        "airbench-cnn", "alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50", "vgg-cifake",
         "vit-tiny"]
     assert "lenet            LeNet-5 on 3-channel 32x32 input" in result.output
-    assert first_column(invoke("list", "detectors", "*cnn").output) == ["cifake-cnn"]
+    assert first_column(invoke("list", "detectors", "*cnn").output) == ["airbench-cnn", "cifake-cnn"]
     assert first_column(invoke("list", "perturbations").output) == [
         "blur", "clean", "fgsm", "jpeg", "noise", "pgd", "resize"]
     assert "DCGAN (Radford et al. 2016)" in invoke("list", "generators", "dcgan").output

@@ -66,6 +66,6 @@ def test_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
     assert all(Path(f).resolve().is_relative_to(venv.resolve()) for f in files.split()), files
     listed = run(venv / "bin" / "bench", "list", "detectors")
     assert [line.split()[0] for line in listed.splitlines()] == [
-        "alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50", "vgg-cifake",
+        "airbench-cnn", "alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50", "vgg-cifake",
         "vit-tiny"]
     assert "smoke" in run(venv / "bin" / "bench", "list", "suites").split()
