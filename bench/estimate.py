@@ -84,10 +84,15 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
         return rate
     if batch_size / rate < 0.5:
         return timed(batch_size)
-    # a slow model: extrapolate a step's time linearly (fixed cost + cost per image) from 16 and 32 images
-    step_small, step_double = small / rate, 2 * small / timed(2 * small)
-    per_image = max((step_double - step_small) / small, 1e-9)
-    return batch_size / (step_small + per_image * (batch_size - small))
+    # a slow model: extrapolate a step's time from 16 and 32 images
+    return batch_size / _extrapolate(small / rate, 2 * small / timed(2 * small), small, batch_size)
+
+
+def _extrapolate(seconds_small: float, seconds_double: float, small: int, batch_size: int) -> float:
+    """Seconds at ``batch_size`` from timings at ``small`` and ``2 * small`` images: a fixed cost per call plus
+    a cost per image (never less than the time at ``small``)."""
+    per_image = max((seconds_double - seconds_small) / small, 0.0)
+    return max(seconds_small, seconds_small + per_image * (batch_size - small))
 
 
 def perturbation_passes(name: str, params: dict) -> float:
@@ -114,8 +119,7 @@ def _at_batch(run: Callable[[int], None], batch_size: int, small: int = 4) -> fl
         run(batch)
         timings.append(time.perf_counter() - start)
     _, first, double = timings
-    per_image = max((double - first) / small, 0.0)
-    return max(first, first + per_image * (batch_size - small))
+    return _extrapolate(first, double, small, batch_size)
 
 
 def generation_seconds(generator: str, config: dict, n_train: int, counts: list[int], device: str = "auto"
