@@ -115,7 +115,7 @@ def test_attribution_table_renders_records_without_the_control_scores():
 
 def test_attribution_suite_writes_scores_and_pictures_into_cached_cells(cifake_dir, data_root, tmp_path):
     suite = load_suite("attribution").with_overrides(train_limit=300, test_limit=40, epochs=1, detectors="lenet",
-                                                     bootstrap=20)
+                                                     bootstrap=20, seeds=[0])
     suite = suite.model_copy(update={"attribution": AttributionSettings(images=8, ig_steps=4, figure_images=2)})
     runner = Runner(cifake_dir, tmp_path / "results", data_root=data_root, progress=False)
     summary = runner.run(suite)
