@@ -366,8 +366,8 @@ def run(
 
     def before(estimate) -> None:
         click.echo(f"{suite.name}: {estimate.line()}", err=True)
-        if estimate.total > LONG_RUN_SECONDS:
-            click.echo(f"warning: this run is estimated at {duration(estimate.total)} on {estimate.device}; "
+        if estimate.wall > LONG_RUN_SECONDS:
+            click.echo(f"warning: this run is estimated at {duration(estimate.wall)} on {estimate.device}; "
                        "on a CPU, `bench run --suite quickstart` is the cross-generator matrix at CPU scale", err=True)
             if terminal and not yes:
                 raise click.ClickException("not started: pass --yes to run it anyway")

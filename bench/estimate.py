@@ -5,14 +5,17 @@ step; the fastest step counts); training time is then epochs x training images /
 candidate, plus a validation pass per epoch, and scoring is the test images' forward passes (attacks: one
 forward and backward per step) at three times the training throughput. A generator to train is timed the same
 way (training steps and sampling at two small batch sizes, extrapolated to its batch size and epochs); sources
-to import are not estimated. The figures are rough (within a factor of about two) and say so.
+to import are not estimated. With several workers the jobs' wall time is their makespan when each is handed to
+the first free worker, assuming workers do not slow each other. The figures are rough (within a factor of about
+two) and say so.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +96,14 @@ def _extrapolate(seconds_small: float, seconds_double: float, small: int, batch_
     a cost per image (never less than the time at ``small``)."""
     per_image = max((seconds_double - seconds_small) / small, 0.0)
     return max(seconds_small, seconds_small + per_image * (batch_size - small))
+
+
+def makespan(seconds: Iterable[float], workers: int) -> float:
+    """Wall time of jobs that take ``seconds`` each, handed out in order to whichever of ``workers`` frees first."""
+    free = [0.0] * workers  # a heap of the times at which each worker is free
+    for job in seconds:
+        heapq.heapreplace(free, free[0] + job)
+    return max(free)
 
 
 def perturbation_passes(name: str, params: dict) -> float:

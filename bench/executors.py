@@ -43,6 +43,10 @@ def _quiet(job: JobPlan) -> None:
 class Executor(Protocol):
     """Runs jobs somewhere and yields their results as they finish."""
 
+    @property
+    def slots(self) -> int | None:
+        """How many jobs run at once (None: as many as a cluster offers, not known here)."""
+
     def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
         """Run ``jobs``, calling ``started`` as each starts (or is handed to a worker), yielding results."""
@@ -56,6 +60,10 @@ def subset_folder(settings: Settings) -> Path:
 @dataclass(frozen=True)
 class SerialExecutor:
     """One job after another in this process."""
+
+    @property
+    def slots(self) -> int:
+        return 1
 
     def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
@@ -74,6 +82,10 @@ class ProcessExecutor:
 
     workers: int
     retries: int = 2
+
+    @property
+    def slots(self) -> int:
+        return self.workers
 
     def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:
@@ -121,6 +133,10 @@ class RayExecutor:
     gpus_per_job: float = 0
     shared_cache: bool = False  # workers read prepared data from the cache instead of the object store
     retries: int = 3
+
+    @property
+    def slots(self) -> int | None:
+        return self.parallel
 
     def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[JobResult]:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from bench.checkpoints import CheckpointStore
 from bench.detector import DETECTORS
-from bench.estimate import JobCost, duration, generation_seconds, job_cost, perturbation_passes, throughput
+from bench.estimate import JobCost, duration, generation_seconds, job_cost, makespan, perturbation_passes, throughput
 from bench.execute import Settings
 from bench.executors import Executor, SerialExecutor
 from bench.files import check_writable
@@ -52,6 +52,7 @@ class Estimate:
     device: str = "cpu"
     unknown: int = 0  # jobs whose data size is not known before importing (not estimated)
     generate: dict[str, float] = field(default_factory=dict)  # seconds by generated source (training counted once)
+    workers: int | None = 1  # jobs at once (None: not known before the run, as on a Ray cluster)
 
     @property
     def train(self) -> float:
@@ -63,7 +64,14 @@ class Estimate:
 
     @property
     def total(self) -> float:
+        """Seconds one job at a time: generating, then every job's training and scoring."""
         return self.train + self.score + sum(self.generate.values())
+
+    @property
+    def wall(self) -> float:
+        """Seconds with ``workers`` jobs at once (sources are generated first, one at a time)."""
+        jobs = [c.total for c in self.costs.values()]
+        return sum(self.generate.values()) + makespan(jobs, self.workers or 1)
 
     def line(self) -> str:
         generated = ""
@@ -75,9 +83,12 @@ class Estimate:
                 "nothing to train or score")
         rates = ", ".join(f"{d} {r:.0f} img/s" for d, r in self.rates.items())
         unknown = f"; {self.unknown} more jobs not estimated before their data is imported" if self.unknown else ""
-        return (f"{len(self.costs) + self.unknown} jobs to run, estimated {duration(self.total)} on {self.device} "
-                f"({generated}training {duration(self.train)}, scoring {duration(self.score)}; from {rates} measured "
-                f"with a few training steps here; importing sources not included{unknown})")
+        at_once = (f", about {duration(self.wall)} with {self.workers} at once if they do not slow each other"
+                   if (self.workers or 1) > 1 and self.costs else "")
+        one = " one job at a time" if at_once else ""
+        return (f"{len(self.costs) + self.unknown} jobs to run, estimated {duration(self.total)} on {self.device}{one}"
+                f"{at_once} ({generated}training {duration(self.train)}, scoring {duration(self.score)}; from {rates} "
+                f"measured with a few training steps here; importing sources not included{unknown})")
 
 
 @dataclass
@@ -153,7 +164,7 @@ class Runner:
     def estimate(self, jobs: list[JobPlan], the_plan: Plan, data: Prepared, cached: set[str]) -> Estimate:
         """Estimated time of ``jobs`` on this device (checkpoints in ``cached`` cost no training)."""
         suite = the_plan.suite
-        result = Estimate(device=self.device)
+        result = Estimate(device=self.device, workers=self.executor.slots)
         for job in jobs:
             real, fake = data.train[job.train_name]
             name = self._measure(result, suite, job.entry, real.size)
@@ -179,7 +190,7 @@ class Runner:
             known = [counts.get(n) for n in names]
             return None if None in known else min(sum(known), limit or sum(known))
 
-        result = Estimate(device=self.device)
+        result = Estimate(device=self.device, workers=self.executor.slots)
         reals = drawn([suite.test.real], suite.test.limit)
         fakes = [drawn([n], suite.test.limit) for n in suite.test_fakes()]
         for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):

@@ -15,6 +15,7 @@ import pytest
 
 import bench.execute
 import bench.executors
+from bench.estimate import makespan
 from bench.executors import ProcessExecutor, RayExecutor, SerialExecutor
 from bench.runner import Runner
 from bench.suite import load_suite
@@ -137,5 +138,18 @@ def test_dry_run_trains_nothing_and_writes_nothing(suite, cifake_dir, data_root,
     assert len(warm.plan.jobs) == 4 and len(warm.pending) == 4 and not warm.recorded
     assert set(warm.estimate.rates) == {"lenet", "cifake-cnn"} and warm.estimate.total > 0
     assert "4 jobs (0 done), 8 cells (0 recorded)" in warm.summary()
+    assert "one job at a time" not in warm.summary()
+    pair = Runner(cache, tmp_path / "results", data_root, device="cpu", progress=False,
+                  executor=ProcessExecutor(2)).dry_run(suite)
+    costs = sorted(c.total for c in pair.estimate.costs.values())
+    assert max(costs) <= pair.estimate.wall < pair.estimate.total  # two workers: shorter, never below the longest job
+    assert "one job at a time, about" in pair.summary() and "with 2 at once" in pair.summary()
     assert not (tmp_path / "results").exists()
     assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
+
+
+def test_makespan_hands_each_job_to_the_first_free_worker():
+    assert makespan([3, 3, 2, 2], 2) == 5  # 3+2 on each worker
+    assert makespan([5, 1, 1, 1], 2) == 5  # the long job bounds it; the short ones share the other worker
+    assert makespan([1, 2, 3], 1) == 6 and makespan([1, 2, 3], 5) == 3
+    assert makespan([], 3) == 0
