@@ -1,13 +1,13 @@
-"""Estimate: how long a plan's jobs will take on this device, from a training throughput measured on the spot.
+"""Estimate: how long a plan's jobs will take on this device, from throughputs measured on the spot.
 
-For each detector a few training steps are timed on random images of the planned size (after one warm-up
-step; the fastest step counts); training time is then epochs x training images / throughput for every grid
-candidate, plus a validation pass per epoch, and scoring is the test images' forward passes (attacks: one
-forward and backward per step) at three times the training throughput. A generator to train is timed the same
-way (training steps and sampling at two small batch sizes, extrapolated to its batch size and epochs); sources
-to import are not estimated. With several workers the jobs' wall time is their makespan when each is handed to
-the first free worker, assuming workers do not slow each other. The figures are rough (within a factor of about
-two) and say so.
+For each detector a few training steps and forward passes are timed on random images of the planned size (after
+a warm-up; the fastest counts); training time is then epochs x training images / training throughput for every
+grid candidate, plus a validation pass per epoch at the forward throughput, and scoring is the test images'
+forward passes plus, under an attack, a forward and backward pass per step (about a training step). A generator
+to train is timed the same way (training steps and sampling at two small batch sizes, extrapolated to its batch
+size and epochs); sources to import are not estimated. With several workers the jobs' wall time is their
+makespan when each is handed to the first free worker, assuming workers do not slow each other. The figures are
+rough (within a factor of about two) and say so.
 """
 
 from __future__ import annotations
@@ -25,10 +25,19 @@ import torch.nn.functional as F
 from bench.detector import build_detector
 from bench.estimator import EstimatorDetector
 from bench.recipe import Recipe
+from bench.suite import PerturbationEntry
 from bench.training import autocast, pick_device
 
-EVAL_SPEEDUP = 3.0  # forward-only passes per image relative to a training step
 TIMED_STEPS = 3
+SCORE_BATCH = 128  # images per timed forward pass (scoring runs larger batches; per-image cost dominates)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Images per second of a detector: training steps, and forward passes without gradients (scoring)."""
+
+    train: float
+    score: float
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,14 @@ class JobCost:
         return self.train + self.score
 
 
-def throughput(detector: str, size: int, batch_size: int, device: str = "auto", kwargs: dict | None = None) -> float:
-    """Training images per second of ``detector`` on ``device``, timed over a few steps of random images.
+def throughput(detector: str, size: int, batch_size: int, device: str = "auto", kwargs: dict | None = None
+               ) -> Throughput:
+    """Training and scoring images per second of ``detector`` on ``device``, timed on random images.
 
-    Steps are timed at 16 images first; a model fast enough that a step of ``batch_size`` images takes under
-    half a second is timed again at that batch size, and a slower one at 32 images, its step time at
-    ``batch_size`` extrapolated linearly (small batches understate a model's throughput).
+    Training steps are timed at 16 images first; a model fast enough that a step of ``batch_size`` images
+    takes under half a second is timed again at that batch size, and a slower one at 32 images, its step time
+    at ``batch_size`` extrapolated linearly (small batches understate a model's throughput). Scoring is timed
+    as forward passes of ``SCORE_BATCH`` images in eval mode.
     """
     target = pick_device(device)
     built = build_detector(detector, **(kwargs or {}))
@@ -56,7 +67,9 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
         images = np.random.default_rng(0).integers(0, 256, (512, 3, size, size), dtype=np.uint8)
         start = time.perf_counter()
         built.fit(images, np.arange(512) % 2)
-        return 512 / (time.perf_counter() - start)
+        fitted = time.perf_counter()
+        built.predict_proba(images)
+        return Throughput(512 / (fitted - start), 512 / max(time.perf_counter() - fitted, 1e-9))
     model = built.to(target).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -83,12 +96,27 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
 
     small = min(batch_size, 16)
     rate = timed(small)
-    if batch_size <= small:
-        return rate
-    if batch_size / rate < 0.5:
-        return timed(batch_size)
-    # a slow model: extrapolate a step's time from 16 and 32 images
-    return batch_size / _extrapolate(small / rate, 2 * small / timed(2 * small), small, batch_size)
+    if small < batch_size:
+        # a fast model: time a whole batch; a slow one: extrapolate a step's time from 16 and 32 images
+        rate = timed(batch_size) if batch_size / rate < 0.5 else batch_size / _extrapolate(
+            small / rate, 2 * small / timed(2 * small), small, batch_size)
+    return Throughput(rate, _forward_rate(model.eval(), size, target))
+
+
+@torch.no_grad()
+def _forward_rate(model: torch.nn.Module, size: int, target: torch.device) -> float:
+    """Images per second of ``model``'s forward pass without gradients, the fastest of a few timed batches."""
+    images = torch.rand(SCORE_BATCH, 3, size, size, device=target)
+    fastest = float("inf")
+    for attempt in range(TIMED_STEPS + 1):  # the first is a warm-up
+        start = time.perf_counter()
+        with autocast(target):
+            model(images)
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+        if attempt:
+            fastest = min(fastest, time.perf_counter() - start)
+    return SCORE_BATCH / fastest
 
 
 def _extrapolate(seconds_small: float, seconds_double: float, small: int, batch_size: int) -> float:
@@ -106,18 +134,31 @@ def makespan(seconds: Iterable[float], workers: int) -> float:
     return max(free)
 
 
-def perturbation_passes(name: str, params: dict) -> float:
-    """Forward-pass equivalents per image of a perturbation (attacks take a backward pass per step)."""
-    steps = {"fgsm": 1, "pgd": int(params.get("steps", 10))}.get(name, 0)
-    return 1 + steps * EVAL_SPEEDUP  # a forward+backward pass costs about a training step
+def attack_steps(name: str, params: dict) -> int:
+    """Forward and backward passes per image that a perturbation adds to scoring (0 for a corruption)."""
+    return {"fgsm": 1, "pgd": int(params.get("steps", 10))}.get(name, 0)
 
 
-def job_cost(recipes: list[Recipe], n_train: int, n_test: list[int], passes: list[float], rate: float) -> JobCost:
-    """Estimated seconds of a job: ``recipes`` trained on ``n_train`` images, then cells of ``n_test`` images
-    (reals plus fakes) with ``passes`` forward-pass equivalents each, at ``rate`` training images/s."""
-    val = sum(r.epochs * r.val_fraction * n_train for r in recipes) / (rate * EVAL_SPEEDUP)
-    train = sum(r.epochs * (1 - r.val_fraction) * n_train for r in recipes) / rate + val
-    score = float(np.dot(n_test, passes)) / (rate * EVAL_SPEEDUP) if n_test else 0.0
+def score_passes(reals: int, cells: Iterable[tuple[str, int, PerturbationEntry]]) -> list[tuple[int, int]]:
+    """(images, attack steps) of each forward pass a job's cells need, given as (fake source, its image count,
+    perturbation): a job computes the logits of a test source under a perturbation once (the reals once per
+    perturbation), and a perturbed cell also needs its fakes' clean logits (for the evasion rate)."""
+    passes: dict[tuple[str | None, str], tuple[int, int]] = {}
+    for fake, count, perturbation in cells:
+        steps = attack_steps(perturbation.name, perturbation.params)
+        passes[None, perturbation.label] = (reals, steps)
+        passes[fake, perturbation.label] = (count, steps)
+        if perturbation.name != "clean":
+            passes.setdefault((fake, "clean"), (count, 0))
+    return list(passes.values())
+
+
+def job_cost(recipes: list[Recipe], n_train: int, passes: list[tuple[int, int]], rate: Throughput) -> JobCost:
+    """Estimated seconds of a job: ``recipes`` trained on ``n_train`` images (validated each epoch), then the
+    forward ``passes`` of :func:`score_passes` (images, attack steps), at the detector's ``rate``."""
+    val = sum(r.epochs * r.val_fraction * n_train for r in recipes) / rate.score
+    train = sum(r.epochs * (1 - r.val_fraction) * n_train for r in recipes) / rate.train + val
+    score = sum(n * (1 / rate.score + steps / rate.train) for n, steps in passes)
     return JobCost(train, score)
 
 

@@ -19,7 +19,16 @@ from tqdm.auto import tqdm
 
 from bench.checkpoints import CheckpointStore
 from bench.detector import DETECTORS
-from bench.estimate import JobCost, duration, generation_seconds, job_cost, makespan, perturbation_passes, throughput
+from bench.estimate import (
+    JobCost,
+    Throughput,
+    duration,
+    generation_seconds,
+    job_cost,
+    makespan,
+    score_passes,
+    throughput,
+)
 from bench.execute import Settings
 from bench.executors import Executor, SerialExecutor
 from bench.files import check_writable
@@ -48,7 +57,7 @@ class Estimate:
     """Estimated seconds per stage, and how they were estimated."""
 
     costs: dict[str, JobCost] = field(default_factory=dict)  # by job key, for the jobs to run
-    rates: dict[str, float] = field(default_factory=dict)  # training images/s by detector
+    rates: dict[str, Throughput] = field(default_factory=dict)  # images/s by detector
     device: str = "cpu"
     unknown: int = 0  # jobs whose data size is not known before importing (not estimated)
     generate: dict[str, float] = field(default_factory=dict)  # seconds by generated source (training counted once)
@@ -81,14 +90,14 @@ class Estimate:
         if not self.rates:
             return f"{self.unknown} jobs, not estimated before their data is imported" if self.unknown else (
                 "nothing to train or score")
-        rates = ", ".join(f"{d} {r:.0f} img/s" for d, r in self.rates.items())
+        rates = ", ".join(f"{d} {r.train:.0f}/{r.score:.0f}" for d, r in self.rates.items())
         unknown = f"; {self.unknown} more jobs not estimated before their data is imported" if self.unknown else ""
         at_once = (f", about {duration(self.wall)} with {self.workers} at once if they do not slow each other"
                    if (self.workers or 1) > 1 and self.costs else "")
         one = " one job at a time" if at_once else ""
         return (f"{len(self.costs) + self.unknown} jobs to run, estimated {duration(self.total)} on {self.device}{one}"
-                f"{at_once} ({generated}training {duration(self.train)}, scoring {duration(self.score)}; from {rates} "
-                f"measured with a few training steps here; importing sources not included{unknown})")
+                f"{at_once} ({generated}training {duration(self.train)}, scoring {duration(self.score)}; from images/s "
+                f"training/scoring {rates}, measured with a few steps here; importing sources not included{unknown})")
 
 
 @dataclass
@@ -169,14 +178,13 @@ class Runner:
             real, fake = data.train[job.train_name]
             name = self._measure(result, suite, job.entry, real.size)
             recipes = [c.recipe for c in job.candidates if c.key not in cached]
-            reals = data.test[suite.test.real].count
-            n_test = [reals + data.test[c.test_fake].count for c in job.cells]
-            passes = [perturbation_passes(c.perturbation.name, c.perturbation.params) for c in job.cells]
-            result.costs[job.key] = job_cost(recipes, real.count + fake.count, n_test, passes, result.rates[name])
+            passes = score_passes(data.test[suite.test.real].count,
+                                  [(c.test_fake, data.test[c.test_fake].count, c.perturbation) for c in job.cells])
+            result.costs[job.key] = job_cost(recipes, real.count + fake.count, passes, result.rates[name])
         return result
 
     def _measure(self, estimate: Estimate, suite: Suite, entry: DetectorEntry, size: int) -> str:
-        """The detector's name, its training throughput measured into ``estimate`` once."""
+        """The detector's name, its throughputs measured into ``estimate`` once."""
         if entry.name not in estimate.rates:
             estimate.rates[entry.name] = throughput(entry.name, size, grid(suite, entry)[0].batch_size, self.device,
                                                     entry.kwargs)
@@ -199,9 +207,9 @@ class Runner:
                 result.unknown += 1
                 continue
             name = self._measure(result, suite, entry, DETECTORS.get(entry.name).input_size)
-            n_test = [reals + n for n in fakes for _ in suite.perturbations]
-            passes = [perturbation_passes(p.name, p.params) for _ in fakes for p in suite.perturbations]
-            result.costs[f"{name}/{train.name}/{seed}"] = job_cost(grid(suite, entry), real + fake, n_test, passes,
+            passes = score_passes(reals, [(f, n, p) for f, n in zip(suite.test_fakes(), fakes, strict=True)
+                                          for p in suite.perturbations])
+            result.costs[f"{name}/{train.name}/{seed}"] = job_cost(grid(suite, entry), real + fake, passes,
                                                                    result.rates[name])
         result.generate = self._generation(suite, [s for s in sources if s.action == "generate"], counts)
         return result

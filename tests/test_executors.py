@@ -15,7 +15,6 @@ import pytest
 
 import bench.execute
 import bench.executors
-from bench.estimate import makespan
 from bench.executors import ProcessExecutor, RayExecutor, SerialExecutor
 from bench.runner import Runner
 from bench.suite import load_suite
@@ -146,10 +145,3 @@ def test_dry_run_trains_nothing_and_writes_nothing(suite, cifake_dir, data_root,
     assert "one job at a time, about" in pair.summary() and "with 2 at once" in pair.summary()
     assert not (tmp_path / "results").exists()
     assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
-
-
-def test_makespan_hands_each_job_to_the_first_free_worker():
-    assert makespan([3, 3, 2, 2], 2) == 5  # 3+2 on each worker
-    assert makespan([5, 1, 1, 1], 2) == 5  # the long job bounds it; the short ones share the other worker
-    assert makespan([1, 2, 3], 1) == 6 and makespan([1, 2, 3], 5) == 3
-    assert makespan([], 3) == 0
