@@ -2,7 +2,8 @@
 
 The only stage that creates data. A source is found in the cache by its name *and* by the identity of
 what the suite says about it (importer, resolved input path, a hash of its file listing, label, split,
-settings): a cached source whose identity differs is imported again. :func:`survey` says what
+settings): a cached source whose identity differs is imported again, unless the copy its last import replaced
+(kept as its previous copy) has that identity, which is then brought back. :func:`survey` says what
 :func:`prepare` would do without doing it (for ``bench run --dry-run``).
 """
 
@@ -138,6 +139,9 @@ def survey(suite: Suite, store: SourceStore, data_root: Path | None) -> list[Sou
             statuses.append(SourceStatus(name, spec.importer, action, "its input is not prepared yet", count))
         elif _cached_identity(store, name) == wanted:
             statuses.append(SourceStatus(name, spec.importer, "cached", count=cached_count))
+        elif (previous := store.previous(name)) and previous.origin.get("identity") == wanted:
+            statuses.append(SourceStatus(name, spec.importer, "cached", "the copy kept from before another input "
+                                         "replaced it", previous.count))
         else:
             reason = "not in the cache" if cached_count is None else "the cached copy came from other input"
             statuses.append(SourceStatus(name, spec.importer, action, reason, count))
@@ -167,11 +171,17 @@ class Preparer:
         wanted = importer.identity(spec, self.context)
         cached = _cached_identity(self.store, name)
         present = self.store.exists(name)
+        # without its input (wanted None) a cached copy is used as it is
         if spec.importer != "cached" and (not present or (wanted is not None and cached != wanted)):
-            if present:  # its input is here and differs; without its input (wanted None) the cached copy is used
-                log.warning("source %s: the cached copy was made from other input (%s): importing it again",
-                            name, self.store.manifest(name).origin.get("path", "another identity"))
-            importer.load(name, spec, self.context)
+            previous = self.store.previous(name)
+            if wanted is not None and previous and previous.origin.get("identity") == wanted:
+                log.info("source %s: using the copy kept from before another input replaced it", name)
+                self.store.bring_back(name)
+            if not self.store.exists(name) or _cached_identity(self.store, name) != wanted:
+                if self.store.exists(name):  # its input is here and differs
+                    log.warning("source %s: the cached copy was made from other input (%s): importing it again",
+                                name, self.store.manifest(name).origin.get("path", "another identity"))
+                importer.load(name, spec, self.context)
         source = self.store.load(name)
         manifest = source.manifest
         origin = manifest.origin.get("importer")

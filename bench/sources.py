@@ -7,6 +7,8 @@ Layout under the data directory::
                                    the input files skipped and of the changes made on import, by reason
     sources/<name>/files.json      where each image came from: a JSON list, one name per image
                                    (sources stored before it have files.txt, one name per line, still read)
+    sources/_previous/<name>/      the copy that the last import of <name> replaced (one per name), so that
+                                   suites giving one name different inputs do not re-import it by turns
 
 A source directory is written under a temporary name and renamed into place, so a reader sees either a
 complete source or none; temporary directories of killed imports are deleted when the store is opened. Every
@@ -206,6 +208,29 @@ class SourceStore:
         return SourceError(f"source {name!r} is damaged: {file} {problem}; it was set aside as {aside} and the "
                            "next `bench run` (or `bench data import`) imports it again")
 
+    def previous(self, name: str) -> Manifest | None:
+        """The manifest of the copy of ``name`` that its last import replaced, if one is kept and readable."""
+        try:
+            return Manifest.from_json((self.root / "_previous" / name / "manifest.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def bring_back(self, name: str) -> None:
+        """Swap the kept previous copy of ``name`` (see :meth:`previous`) with the current one."""
+        swap = self.root / f".{name}.back.{secrets.token_hex(4)}{temp_suffix()}"
+        (self.root / "_previous" / name).rename(swap)
+        if self.path(name).exists():
+            self._keep_previous(self.path(name), name)
+        swap.rename(self.path(name))
+
+    def _keep_previous(self, folder: Path, name: str) -> None:
+        """Keep ``folder``, a replaced copy of ``name``, as its previous copy (dropping an older one)."""
+        kept = self.root / "_previous" / name
+        if kept.exists():
+            shutil.rmtree(kept)
+        kept.parent.mkdir(exist_ok=True)
+        folder.rename(kept)
+
     def save(
         self,
         name: str,
@@ -218,7 +243,8 @@ class SourceStore:
         skipped: dict | None = None,
         converted: dict | None = None,
     ) -> Manifest:
-        """Store a new source atomically and return its manifest. Replaces a source of the same name."""
+        """Store a new source atomically and return its manifest. Replaces a source of the same name, which is
+        kept as its previous copy."""
         if not NAME_PATTERN.match(name):
             raise SourceError(
                 f"source name {name!r} is not allowed: use lower-case letters, digits, '.', '_', '-', '@'"
@@ -252,7 +278,7 @@ class SourceStore:
                 old = self.root / f".{name}.old.{secrets.token_hex(4)}{temp_suffix()}"
                 final.rename(old)
                 tmp.rename(final)
-                shutil.rmtree(old)
+                self._keep_previous(old, name)
             else:
                 try:
                     tmp.rename(final)

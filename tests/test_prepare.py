@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 
+import bench.importers
 from bench.prepare import Preparer, survey
 from bench.suite import load_suite
 
@@ -22,7 +23,7 @@ detectors: [{name: lenet}]
 """
 
 
-def test_a_source_from_another_data_root_is_imported_again(data_root, cifake_dir, tmp_path):
+def test_a_source_from_another_data_root_is_imported_again(data_root, cifake_dir, tmp_path, monkeypatch):
     (tmp_path / "suite.yaml").write_text(textwrap.dedent(SUITE))
     suite = load_suite(tmp_path / "suite.yaml")
     other = tmp_path / "other-root"
@@ -42,4 +43,30 @@ def test_a_source_from_another_data_root_is_imported_again(data_root, cifake_dir
     assert second.test["ddpm-cifar10"].count == 40
     origin = Preparer(cache, other).store.manifest("ddpm-cifar10").origin
     assert origin["path"] == str((other / "ddpm-cifar10" / "FAKE").resolve())
-    assert Preparer(cache, data_root).prepare(suite).test["ddpm-cifar10"].count == 129  # and back
+    # and back: the replaced copy was kept, so it is swapped in without importing the folder again
+    back = {s.name: s for s in survey(suite, Preparer(cache, data_root).store, data_root)}["ddpm-cifar10"]
+    assert (back.action, back.count) == ("cached", 129) and "kept" in back.reason
+    monkeypatch.setattr(bench.importers, "import_folder", _no_import)
+    assert Preparer(cache, data_root).prepare(suite).test["ddpm-cifar10"].count == 129
+    assert Preparer(cache, other).store.previous("ddpm-cifar10").count == 40  # the other one is kept in turn
+    assert Preparer(cache, other).prepare(suite).test["ddpm-cifar10"].count == 40
+    assert Preparer(cache, data_root).store.names().count("ddpm-cifar10") == 1
+
+
+def test_a_damaged_previous_copy_is_imported_again(data_root, cifake_dir, tmp_path):
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent(SUITE))
+    suite = load_suite(tmp_path / "suite.yaml")
+    other = tmp_path / "other-root"
+    (other / "ddpm-cifar10" / "FAKE").mkdir(parents=True)
+    for path in sorted((data_root / "ddpm-cifar10" / "FAKE").iterdir())[:40]:
+        shutil.copy(path, other / "ddpm-cifar10" / "FAKE" / path.name)
+    cache = tmp_path / "cache"
+    shutil.copytree(cifake_dir, cache)
+    Preparer(cache, data_root).prepare(suite)
+    Preparer(cache, other).prepare(suite)
+    (cache / "sources" / "_previous" / "ddpm-cifar10" / "images.npy").write_bytes(b"garbage")
+    assert Preparer(cache, data_root).prepare(suite).test["ddpm-cifar10"].count == 129
+
+
+def _no_import(*args, **kwargs):
+    raise AssertionError("the kept copy should have been used")
