@@ -2,7 +2,8 @@
 
 Only this process writes records (workers return them); a cell whose record exists is skipped and a job
 whose cells are all recorded is not run, so an interrupted run resumes. :meth:`Runner.dry_run` says what a
-run would do, with an estimated time, without training or writing anything.
+run would do, with an estimated time, without training or writing anything (it may swap a source's kept
+previous copy back into place, a rename that makes and loses nothing).
 """
 
 from __future__ import annotations
