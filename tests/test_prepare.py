@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 import textwrap
 
+import pytest
+
 import bench.importers
 from bench.prepare import Preparer, survey
 from bench.suite import load_suite
@@ -23,9 +25,10 @@ detectors: [{name: lenet}]
 """
 
 
-def test_a_source_from_another_data_root_is_imported_again(data_root, cifake_dir, tmp_path, monkeypatch):
+@pytest.fixture
+def roots(data_root, cifake_dir, tmp_path):
+    """The suite, a copy of the CIFAKE cache, and another data root whose ddpm-cifar10 holds 40 of the 129."""
     (tmp_path / "suite.yaml").write_text(textwrap.dedent(SUITE))
-    suite = load_suite(tmp_path / "suite.yaml")
     other = tmp_path / "other-root"
     (other / "ddpm-cifar10" / "FAKE").mkdir(parents=True)
     (other / "cifake.zip").symlink_to(data_root / "cifake.zip")
@@ -33,7 +36,11 @@ def test_a_source_from_another_data_root_is_imported_again(data_root, cifake_dir
         shutil.copy(path, other / "ddpm-cifar10" / "FAKE" / path.name)
     cache = tmp_path / "cache"
     shutil.copytree(cifake_dir, cache)
+    return load_suite(tmp_path / "suite.yaml"), cache, other
 
+
+def test_a_source_from_another_data_root_is_imported_again(roots, data_root, monkeypatch):
+    suite, cache, other = roots
     first = Preparer(cache, data_root).prepare(suite)
     assert first.test["ddpm-cifar10"].count == 129
     statuses = {s.name: s for s in survey(suite, Preparer(cache, other).store, other)}
@@ -53,15 +60,8 @@ def test_a_source_from_another_data_root_is_imported_again(data_root, cifake_dir
     assert Preparer(cache, data_root).store.names().count("ddpm-cifar10") == 1
 
 
-def test_a_damaged_previous_copy_is_imported_again(data_root, cifake_dir, tmp_path):
-    (tmp_path / "suite.yaml").write_text(textwrap.dedent(SUITE))
-    suite = load_suite(tmp_path / "suite.yaml")
-    other = tmp_path / "other-root"
-    (other / "ddpm-cifar10" / "FAKE").mkdir(parents=True)
-    for path in sorted((data_root / "ddpm-cifar10" / "FAKE").iterdir())[:40]:
-        shutil.copy(path, other / "ddpm-cifar10" / "FAKE" / path.name)
-    cache = tmp_path / "cache"
-    shutil.copytree(cifake_dir, cache)
+def test_a_damaged_previous_copy_is_imported_again(roots, data_root):
+    suite, cache, other = roots
     Preparer(cache, data_root).prepare(suite)
     Preparer(cache, other).prepare(suite)
     (cache / "sources" / "_previous" / "ddpm-cifar10" / "images.npy").write_bytes(b"garbage")
