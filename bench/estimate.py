@@ -84,15 +84,7 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
             loss.backward()
             optimizer.step()
 
-        step()  # warm-up: allocation, cuDNN autotuning
-        fastest = float("inf")
-        for _ in range(TIMED_STEPS):  # the fastest step: a busy machine's stalls are not the model's speed
-            start = time.perf_counter()
-            step()
-            if target.type == "cuda":
-                torch.cuda.synchronize(target)
-            fastest = min(fastest, time.perf_counter() - start)
-        return batch / fastest
+        return batch / _fastest(step, target)
 
     small = min(batch_size, 16)
     rate = timed(small)
@@ -103,20 +95,30 @@ def throughput(detector: str, size: int, batch_size: int, device: str = "auto", 
     return Throughput(rate, _forward_rate(model.eval(), size, target))
 
 
-@torch.no_grad()
-def _forward_rate(model: torch.nn.Module, size: int, target: torch.device) -> float:
-    """Images per second of ``model``'s forward pass without gradients, the fastest of a few timed batches."""
-    images = torch.rand(SCORE_BATCH, 3, size, size, device=target)
+def _fastest(step: Callable[[], None], target: torch.device) -> float:
+    """Seconds of the fastest of ``TIMED_STEPS`` calls of ``step`` after a warm-up call (allocation, cuDNN
+    autotuning); the fastest, because a busy machine's stalls are not the model's speed."""
+    step()
     fastest = float("inf")
-    for attempt in range(TIMED_STEPS + 1):  # the first is a warm-up
+    for _ in range(TIMED_STEPS):
         start = time.perf_counter()
-        with autocast(target):
-            model(images)
+        step()
         if target.type == "cuda":
             torch.cuda.synchronize(target)
-        if attempt:
-            fastest = min(fastest, time.perf_counter() - start)
-    return SCORE_BATCH / fastest
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest
+
+
+def _forward_rate(model: torch.nn.Module, size: int, target: torch.device) -> float:
+    """Images per second of ``model``'s forward pass without gradients, on ``SCORE_BATCH`` random images."""
+    images = torch.rand(SCORE_BATCH, 3, size, size, device=target)
+
+    @torch.no_grad()
+    def forward() -> None:
+        with autocast(target):
+            model(images)
+
+    return SCORE_BATCH / _fastest(forward, target)
 
 
 def _extrapolate(seconds_small: float, seconds_double: float, small: int, batch_size: int) -> float:

@@ -177,8 +177,10 @@ class Preparer:
             if wanted is not None and previous and previous.origin.get("identity") == wanted:
                 log.info("source %s: using the copy kept from before another input replaced it", name)
                 self.store.bring_back(name)
-            if not self.store.exists(name) or _cached_identity(self.store, name) != wanted:
-                if self.store.exists(name):  # its input is here and differs
+                present = self.store.exists(name)  # False if the kept copy is damaged (it is then set aside)
+                cached = wanted if present else None
+            if not present or cached != wanted:
+                if present:  # its input is here and differs
                     log.warning("source %s: the cached copy was made from other input (%s): importing it again",
                                 name, self.store.manifest(name).origin.get("path", "another identity"))
                 importer.load(name, spec, self.context)
