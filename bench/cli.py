@@ -31,7 +31,8 @@ DEFAULT_DATA_DIR = Path.home() / ".cache" / "bench"
 # base: bench.generator.GeneratorError and bench.importers.ImageFileError are SourceErrors.
 EXPECTED_ERRORS = {"bench.sources": "SourceError", "bench.suite": "SuiteError", "bench.registry": "UnknownPluginError",
                    "bench.records": "RecordError", "bench.scaffold": "ScaffoldError", "bench.plan": "PlanError",
-                   "bench.executors": "ExecutorError", "bench.files": "NotWritableError"}
+                   "bench.executors": "ExecutorError", "bench.files": "NotWritableError",
+                   "bench.weights": "WeightsError", "bench.export": "ExportError", "bench.predict": "PredictError"}
 REGISTRIES = {"detectors": ("bench.detector", "DETECTORS"), "generators": ("bench.generator", "GENERATORS"),
               "perturbations": ("bench.perturbations", "PERTURBATIONS"),
               "attributions": ("bench.attribution", "ATTRIBUTIONS")}
@@ -340,7 +341,7 @@ def run(
     from bench.training import pick_device
 
     try:
-        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+        seed_list = [int(s) for s in seeds.split(",")] if seeds is not None else None  # '' is no list: refused
     except ValueError:
         raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from None
     suite = load_suite(suite_name).with_overrides(
@@ -372,9 +373,20 @@ def run(
             if terminal and not yes:
                 raise click.ClickException("not started: pass --yes to run it anyway")
 
-    summary = runner.run(suite, before=before)
+    try:
+        summary = runner.run(suite, before=before)
+    except KeyboardInterrupt:  # workers are stopped; every record written so far is complete and kept
+        click.echo("\ninterrupted: the cells recorded so far are kept; rerun the same command to resume", err=True)
+        raise SystemExit(130) from None
     click.echo(f"{len(summary.computed)} cells computed, {len(summary.skipped)} reused from earlier runs; "
                f"leaderboard: {summary.leaderboard['markdown']}", err=True)
+    for failure in summary.failed:
+        click.echo(f"failed: {failure.label}: {failure.reason}", err=True)
+    if summary.failed:
+        raise click.ClickException(
+            f"{len(summary.failed)} job{'s' if len(summary.failed) != 1 else ''} failed (above; kept in "
+            f"{runner.results_dir / 'failures'} and shown as failed in the leaderboard), the other cells are "
+            "published: fix the cause and rerun the same command, which runs only what is missing")
 
 
 @main.group()
@@ -388,14 +400,19 @@ def leaderboard() -> None:
 @friendly_errors
 def leaderboard_render(directory: Path, title: str | None) -> None:
     """Re-render DIRECTORY/leaderboard.{md,csv,json,html} from the records in DIRECTORY/records/."""
+    from bench.integrity import check_records
     from bench.leaderboard import write_leaderboard
+    from bench.publish import load_failures
     from bench.records import load_records
 
-    records = list(load_records(directory).values())
-    if not records:
+    loaded = load_records(directory)
+    check_records(loaded)  # a record whose numbers its score file contradicts is refused, by file and field
+    records, failures = list(loaded.values()), load_failures(directory)
+    if not records and not failures:
         raise click.ClickException(f"no records in {directory / 'records'}: run a suite first")
-    description = records[0].get("suite_config", {}).get("description", "")
-    out = write_leaderboard(records, directory, title or records[0]["suite"], description)
+    first = records[0] if records else failures[0]
+    description = first.get("suite_config", {}).get("description", "")
+    out = write_leaderboard(records, directory, title or first["suite"], description, failures=failures)
     click.echo(out["markdown"])
 
 
@@ -434,8 +451,8 @@ def leaderboard_diff(old: Path, new: Path, tolerance: float, output: Path | None
               help="Re-measure on at most N test images per source; compare with the published intervals.")
 @click.option("--tolerance", type=click.FloatRange(min=0),
               help="Allowed distance of every metric and attribution score from its published value (with --limit: "
-              "from its interval). Default: per number, its standard deviation across the training seeds of its "
-              "cell as published (at least 0.005; for one-seed cells the folder's largest, else 0.01).")
+              "from its interval). Default: per number, its standard deviation across the cell's other training "
+              "seeds as published (at least 0.005; 0.01 where the cell has fewer than two other seeds).")
 @click.option("--detectors", "detector_pattern", help="Only records of detectors matching comma-separated wildcards.")
 @data_dir_option
 @data_root_option
@@ -589,3 +606,112 @@ def show(sources: tuple[str, ...], spectrum: bool, out: Path | None, count: int,
         path = out or Path(f"{source}.png")
         save_grid(images, path, scale)
         click.echo(f"wrote {path}: {len(images)} images of {source}")
+
+
+@main.command("export")
+@click.option("--record", "record_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Export the checkpoint this results record was scored with (results/X/records/Y.json).")
+@click.option("--suite", "suite_name", help="Or: the suite (name or YAML path) that trained it, with --detector, "
+              "--train-set and --seed.")
+@click.option("--detector", help="With --suite: the detector.")
+@click.option("--train-set", help="With --suite: the training set's name.")
+@click.option("--seed", type=int, help="With --suite: the training seed.")
+@click.option("--train-limit", type=int, help="With --suite: the override the run used, if any.")
+@click.option("--epochs", type=int, help="With --suite: the override the run used, if any.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights file to write; the card (.json, .md) and suite (.suite.yaml) go beside it  "
+              "[default: exports/DETECTOR-TRAINSET-seedN.safetensors]")
+@data_dir_option
+@data_root_option
+@friendly_errors
+def export_command(record_path: Path | None, suite_name: str | None, detector: str | None, train_set: str | None,
+                   seed: int | None, train_limit: int | None, epochs: int | None, out: Path | None, data_dir: Path,
+                   data_root: Path | None) -> None:
+    """Write a checkpoint the harness trained as safetensors, with a model card and the suite that reproduces it.
+
+    The card (JSON and Markdown) gives the detector and kwargs, recipe, training sources with their hashes, seed,
+    threshold, validation metrics and the command that retrains the same checkpoint. Nothing is trained: the
+    checkpoint must be in --data-dir's cache.
+    """
+    from bench.export import export_job, export_record
+
+    by_suite = (suite_name, detector, train_set, seed)
+    if (record_path is None) == all(v is None for v in by_suite):
+        raise click.UsageError("give --record FILE, or --suite with --detector, --train-set and --seed")
+    if record_path is not None:
+        exported = export_record(record_path, data_dir, out)
+    else:
+        if any(v is None for v in by_suite):
+            raise click.UsageError("--suite needs --detector, --train-set and --seed")
+        from bench.suite import load_suite
+
+        suite = load_suite(suite_name).with_overrides(train_limit=train_limit, epochs=epochs)
+        exported = export_job(suite, detector, train_set, seed, data_dir, data_root, out)
+    click.echo(f"wrote {exported.weights} (sha256 {exported.sha256[:12]}), model card {exported.card} and "
+               f"{exported.markdown}, reproducing suite {exported.suite}")
+
+
+@main.command("predict")
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights: .safetensors, or a PyTorch .pt/.pth "
+              "state dict (read with weights_only; a file needing full unpickling is refused).")
+@click.option("--detector", help="Registered detector the weights belong to (`bench list detectors`); an export of "
+              "`bench export` names its own.")
+@click.option("--kwarg", "kwargs", multiple=True, callback=parse_settings, metavar="KEY=VALUE",
+              help="Detector argument (repeatable), value read as YAML.")
+@click.option("--strip-prefix", help="Remove this prefix from the weights' names (e.g. module.).")
+@click.option("--add-prefix", help="Put this prefix in front of every name of the weights.")
+@click.option("--record", "record_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instead of --weights: the weights and threshold a results record was scored with.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Fake at this probability or above  [default: the record's or export's threshold, else 0.5]")
+@click.option("--logit-threshold", type=float, help="Or: fake at this logit or above.")
+@click.option("--input-size", "adapt", type=click.Choice(["resize", "center-crop"]),
+              help="How square images of another side reach the detector  [default: the record's or export's, "
+              "else resize]")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every image's row here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every image's row, the skipped files and the settings here.")
+@click.option("--show", type=click.IntRange(min=0), default=20, show_default=True, help="Images printed in the table.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Threads decoding images.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal; plain lines "
+              "otherwise).")
+@data_dir_option
+@friendly_errors
+def predict_command(paths: tuple[Path, ...], weights: Path | None, detector: str | None, kwargs: dict,
+                    strip_prefix: str | None, add_prefix: str | None, record_path: Path | None,
+                    threshold: float | None, logit_threshold: float | None, adapt: str | None,
+                    csv_path: Path | None, json_path: Path | None, show: int, batch_size: int, workers: int,
+                    device: str, threads: int | None, progress: bool | None, data_dir: Path) -> None:
+    """Score image files and folders (any size, recursively): each image's fake probability and verdict.
+
+    Prints a table (the first --show images) and a summary; --csv and --json get every image. A non-square image
+    is centre-cropped to its largest square, then brought to the detector's input size (resized, bilinear and
+    antialiased; or centre-cropped with --input-size center-crop). Files that cannot be used (unreadable, empty,
+    not 8-bit RGB) are listed and skipped.
+    """
+    import torch
+
+    from bench.predict import PredictError, collect, from_record, from_weights, run_predict
+    from bench.training import pick_device
+
+    if (weights is None) == (record_path is None):
+        raise click.UsageError("give --weights FILE (with --detector unless it is an export) or --record FILE")
+    if record_path is not None and (detector or kwargs or strip_prefix or add_prefix or adapt):
+        raise click.UsageError("--record brings its detector, arguments, weights and input policy: leave out "
+                               "--detector, --kwarg, --strip-prefix, --add-prefix and --input-size")
+    if threshold is not None and logit_threshold is not None:
+        raise PredictError("give --threshold (a probability) or --logit-threshold, not both")
+    if threads:
+        torch.set_num_threads(threads)
+    if record_path is not None:
+        predictor = from_record(record_path, data_dir, threshold, logit_threshold)
+    else:
+        predictor = from_weights(weights, detector, kwargs or None, strip_prefix, add_prefix, threshold,
+                                 logit_threshold, adapt)
+    run_predict(predictor, collect(list(paths)), pick_device(device), csv_path, json_path, batch_size, workers,
+                progress, show, click.echo)

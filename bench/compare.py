@@ -2,10 +2,12 @@
 
 A record's per-image scores (``scores/<key>.npy``, reals then fakes) make a *run* of :mod:`bench.statistics`.
 :func:`aggregate` groups records by cell (their identity minus the seed) and gives each metric's mean over
-seeds, its spread across seeds and a two-level bootstrap interval (seeds and test images);
-:func:`compare_detectors` gives paired differences between the detectors of each (training set, test source,
-perturbation). Records without score files (schema 1) fall back to the intervals stored in them, and every
-aggregate says what its interval covers.
+seeds, its spread across seeds and an interval: with several seeds a t interval whose variance adds the
+bootstrap variance over test images of the seed mean and the variance across seeds over their number; with one
+seed the bootstrap over test images. :func:`compare_detectors` gives paired differences between the detectors of
+each (training set, test source, perturbation), with p-values adjusted by Holm's method across the pairs and
+headline metrics of that table and a verdict from the adjusted values. Records without score files (schema 1)
+fall back to the intervals stored in them, and every aggregate says what its interval covers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from bench.metrics import CHUNK_ELEMENTS, METRICS, wilson_interval
 from bench.records import RecordError, by_identity, identity
 from bench.sources import content_hash
-from bench.statistics import Run, delong_test, paired_bootstrap, seed_bootstrap
+from bench.statistics import Run, delong_test, holm, paired_bootstrap, seed_bootstrap, seed_mean_interval
 
 PROPORTIONS = ("accuracy", "precision", "recall", "accuracy_real", "accuracy_fake")
 COMPARED = {"roc_auc": "AUC", "balanced_accuracy": "Bal acc"}  # the headline metrics of detector comparisons
@@ -69,7 +71,7 @@ def load_run(root: Path, record: dict) -> Run | None:
     if content_hash(scores) != info["sha256"] or scores.shape != (n_real + n_fake,):
         raise RecordError(f"{path} does not hold the scores of record {record['key']} (sha256 differs): re-run its "
                           "suite")
-    return np.r_[np.zeros(n_real, int), np.ones(n_fake, int)], scores, float(record["threshold"])
+    return np.r_[np.zeros(n_real, int), np.ones(n_fake, int)], scores.astype(np.float64), float(record["threshold"])
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,11 @@ class Aggregate:
     """One cell over its training seeds.
 
     ``metrics`` maps each metric (and ``evasion_rate`` where measured) to ``mean``, ``std`` (ddof=1; NaN with one
-    seed), ``per_seed``, ``ci`` (None where there is none) and ``interval`` (how ``ci`` was made). ``runs`` are
-    the seeds' score files (None when a record has none, or when the seeds were scored on different images);
-    ``covers`` says what the intervals cover, e.g. "mean over 3 training seeds [95% two-level bootstrap: ...]".
+    seed), ``per_seed``, ``ci`` (None where there is none) and ``interval`` (how ``ci`` was made: "t",
+    "bootstrap-percentile", "wilson", "stored" or None); from score files also ``image_variance`` (bootstrap
+    variance over test images of the seed mean) and ``se`` (see :func:`bench.statistics.seed_mean_interval`).
+    ``runs`` are the seeds' score files (None when a record has none, or when the seeds were scored on different
+    images); ``covers`` says what the intervals cover, e.g. "mean over 3 training seeds [95% t interval: ...]".
     """
 
     cell: Cell
@@ -179,33 +183,31 @@ def _from_records(records: Sequence[dict], names: Iterable[str]) -> dict[str, di
 
 def _evasion_interval(clean: Sequence[Run], perturbed: Sequence[Run], n_boot: int, level: float,
                       seed: int) -> list[float] | None:
-    """Two-level percentile interval of the mean evasion rate over seeds: each resample draws the seeds and the
-    fake test images with replacement (every drawn seed on the same image draw); Wilson's interval on the counts
-    pooled over seeds where every resample is 0 (or 1); None if no resample had a detected fake."""
+    """The t interval of the mean evasion rate over seeds (:func:`bench.statistics.seed_mean_interval`): its
+    variance adds the bootstrap variance of the seed mean over draws of the fake test images (every seed on the
+    same draw) and the variance across seeds over their number; Wilson's interval on the counts pooled over seeds
+    where every seed and resample is 0 (or 1); None if some seed detected no fake."""
     def fakes(run: Run) -> np.ndarray:
-        return np.asarray(run[1])[np.asarray(run[0]) == 1]
+        return np.asarray(run[1], dtype=np.float64)[np.asarray(run[0]) == 1]
 
     detected = np.stack([fakes(run) >= run[2] for run in clean])  # (seeds, fakes)
     evaded = detected & np.stack([fakes(run) < run[2] for run in perturbed])
+    if not detected.any(1).all():
+        return None
+    per_seed = evaded.sum(1) / detected.sum(1)
     n_seeds, n_fake = detected.shape
     rng = np.random.default_rng(seed)
     size, means = max(1, CHUNK_ELEMENTS // (n_fake * n_seeds)), []
     for start in range(0, n_boot, size):
-        rows = min(size, n_boot - start)
-        images = rng.integers(0, n_fake, (rows, n_fake))
-        drawn = rng.integers(0, n_seeds, (rows, n_seeds)) + np.arange(rows)[:, None] * n_seeds
-        weights = np.bincount(drawn.ravel(), minlength=rows * n_seeds).reshape(rows, n_seeds)
+        images = rng.integers(0, n_fake, (min(size, n_boot - start), n_fake))
         with np.errstate(invalid="ignore", divide="ignore"):
-            rates = evaded[:, images].sum(-1) / detected[:, images].sum(-1)  # (seeds, rows)
-        means.append((rates.T * weights).sum(1) / n_seeds)
+            means.append((evaded[:, images].sum(-1) / detected[:, images].sum(-1)).mean(0))  # (rows,)
     values = np.concatenate(means)
     values = values[np.isfinite(values)]
-    if not len(values):
-        return None
-    if values.min() == values.max() and values[0] in (0.0, 1.0):  # no spread at 0 or 1: Wilson on the pooled counts
-        return list(wilson_interval(int(evaded.sum()), int(detected.sum()), level))
-    tail = (1 - level) / 2 * 100
-    return [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+    if per_seed.min() == per_seed.max() and per_seed[0] in (0.0, 1.0) and values.min() == values.max():
+        return list(wilson_interval(int(evaded.sum()), int(detected.sum()), level))  # no spread at 0 or 1
+    image_variance = float(values.var(ddof=1)) if len(values) > 1 else 0.0
+    return seed_mean_interval(per_seed, image_variance, level, max(len(values) - 1.0, 1.0))["ci"]
 
 
 def _describe(n_seeds: int, level: float, method: str) -> str:
@@ -213,7 +215,8 @@ def _describe(n_seeds: int, level: float, method: str) -> str:
     over = f"mean over {n_seeds} training seeds" if n_seeds > 1 else "one training seed"
     percent = f"{level * 100:g}%"
     return over + " [" + {
-        "two-level": f"{percent} two-level bootstrap: training seeds and test images",
+        "seeds": f"{percent} t interval over training seeds and test images: variance across seeds / {n_seeds} "
+                 f"({n_seeds - 1} degrees of freedom) + bootstrap variance over the test images the seeds share",
         "images": f"{percent} bootstrap: test images only",
         "stored": f"{percent} interval stored in the record: test images only; no score file",
         "no scores": "no interval: records without score files (each seed's interval: leaderboard-seeds.csv)",
@@ -234,13 +237,12 @@ def _aggregate(cell: Cell, records: list[dict], root: Path) -> Aggregate:
     usable = None if any(run is None for run in runs) or not same else tuple(runs)
     boot = records[0]["bootstrap"]
     n_boot, level = int(boot["resamples"]), float(boot["level"])
-    if usable and n_boot:
-        stats = seed_bootstrap(usable, n_boot, level, int(boot["seed"]))["metrics"]
-        metrics = {name: stats[name] | {"interval": "bootstrap-percentile"} for name in METRICS}
-        method = "two-level" if len(records) > 1 else "images"
+    if usable and n_boot > 1:
+        metrics = seed_bootstrap(usable, n_boot, level, int(boot["seed"]))["metrics"]
+        method = "seeds" if len(records) > 1 else "images"
     else:
         metrics = _from_records(records, METRICS)
-        method = ("no bootstrap" if not n_boot else "stored" if len(records) == 1
+        method = ("no bootstrap" if n_boot < 2 else "stored" if len(records) == 1
                   else "no scores" if same else "mixed images")
     counts = [_confusion(r, run) for r, run in zip(records, runs, strict=True)]
     metrics = {name: _without_zero_width(name, metric, counts, level) for name, metric in metrics.items()}
@@ -253,8 +255,7 @@ def aggregate(records: Sequence[dict], root: Path) -> list[Aggregate]:
     """The records grouped by cell (identity minus seed) and aggregated over seeds, in order of first appearance.
 
     Score files are read from the results folder ``root``. Two records for one cell identity are an error. An
-    evasion rate over several seeds gets a two-level bootstrap interval from the perturbed cell's and the clean
-    cell's score files.
+    evasion rate over several seeds gets a t interval from the perturbed cell's and the clean cell's score files.
     """
     _unique(records)
     groups: dict[Cell, list[dict]] = {}
@@ -264,10 +265,10 @@ def aggregate(records: Sequence[dict], root: Path) -> list[Aggregate]:
     for cell, one in cells.items():
         clean, boot = cells.get(cell._replace(perturbation="clean")), one.bootstrap
         if ("evasion_rate" in one.metrics and len(one.records) > 1 and one.runs and clean and clean.runs
-                and clean.seeds == one.seeds and boot["resamples"]):
+                and clean.seeds == one.seeds and boot["resamples"] > 1):
             ci = _evasion_interval(clean.runs, one.runs, int(boot["resamples"]), float(boot["level"]),
                                    int(boot["seed"]))
-            evasion = one.metrics["evasion_rate"] | {"ci": ci, "interval": "bootstrap-percentile" if ci else None}
+            evasion = one.metrics["evasion_rate"] | {"ci": ci, "interval": "t" if ci else None}
             cells[cell] = replace(one, metrics=one.metrics | {"evasion_rate": evasion})
     return list(cells.values())
 
@@ -276,42 +277,81 @@ def aggregate(records: Sequence[dict], root: Path) -> list[Aggregate]:
 class Comparison:
     """Detector ``a`` against detector ``b`` on one (training set, test source, perturbation).
 
-    ``metrics`` maps each of :data:`COMPARED` to ``a``, ``b`` (means over seeds), ``difference`` (a - b), ``ci``
-    and ``p_value`` of the paired bootstrap, and for AUC ``delong_p`` where each side has one seed; empty when the
-    two were not compared (``test`` says why).
+    ``metrics`` maps each of :data:`COMPARED` to ``a``, ``b`` (means over seeds), ``difference`` (a - b), ``se``,
+    ``ci`` and ``p_value`` of the paired test (:func:`bench.statistics.paired_bootstrap`), ``p_holm`` (Holm's
+    adjustment across the pairs and metrics of its table; until then the unadjusted value), ``significant``
+    (``p_holm`` below 1 - level) and for AUC ``delong_p`` where each side has one seed (NaN where DeLong's test
+    does not apply); empty when the two were not compared (``test`` says why). ``verdict`` comes from the adjusted
+    p-values (:func:`verdict_text`).
     """
 
     a: Aggregate
     b: Aggregate
     metrics: dict[str, dict]
     test: str
+    verdict: str = "–"
 
 
-def _compare(a: Aggregate, b: Aggregate) -> Comparison:
-    """Paired bootstrap (and DeLong for one seed each) of a - b, when both have score files on the same images."""
+def verdict_text(a: str, b: str, metrics: dict[str, dict]) -> str:
+    """Which of ``a`` and ``b`` the headline metrics favour, naming every metric that disagrees.
+
+    ``metrics`` maps names of :data:`COMPARED` to ``difference`` (a - b), ``significant`` and the means ``a`` and
+    ``b``. No detector is called better where both mean AUCs are below 0.5 (both below chance on that source), nor
+    where one significant metric favours a and another b.
+    """
+    if "roc_auc" in metrics and metrics["roc_auc"]["a"] < 0.5 and metrics["roc_auc"]["b"] < 0.5:
+        return "both below chance (mean AUC below 0.5): no verdict"
+    favours = {COMPARED[name]: (a if m["difference"] > 0 else b) if m["significant"] else None
+               for name, m in metrics.items()}
+    sides = set(favours.values()) - {None}
+    if len(sides) > 1:
+        return ", ".join(f"{label} favours {side}" for label, side in favours.items() if side) + ": no verdict"
+    if not sides:
+        return "not told apart"
+    better = " and ".join(label for label, side in favours.items() if side)
+    undecided = " and ".join(label for label, side in favours.items() if not side)
+    return f"{sides.pop()} better" + (f" on {better}; {undecided} not told apart" if undecided else "")
+
+
+def compare_pair(a: Aggregate, b: Aggregate) -> Comparison:
+    """The paired test of a - b (and DeLong's for one seed each), when both have score files on the same images;
+    p-values unadjusted and the verdict from them (:func:`compare_detectors` adjusts a table's pairs)."""
     if not (a.runs and b.runs):
         return Comparison(a, b, {}, "not compared: records without score files")
     if scored_images(a.records[0]) != scored_images(b.records[0]):
         return Comparison(a, b, {}, "not compared: scored on different test images")
     boot = a.bootstrap
-    if not boot["resamples"]:
+    if int(boot["resamples"]) < 2:
         return Comparison(a, b, {}, "not compared: the suite drew no bootstrap resamples")
-    paired = paired_bootstrap(a.runs, b.runs, int(boot["resamples"]), float(boot["level"]), int(boot["seed"]))
-    metrics = {name: {"a": a.metrics[name]["mean"], "b": b.metrics[name]["mean"]} | paired["metrics"][name]
+    level = float(boot["level"])
+    paired = a.seeds == b.seeds
+    result = paired_bootstrap(a.runs, b.runs, int(boot["resamples"]), level, int(boot["seed"]), paired=paired)
+    metrics = {name: {"a": a.metrics[name]["mean"], "b": b.metrics[name]["mean"]} | result["metrics"][name]
                for name in COMPARED}
-    seeds = "test images" if len(a.runs) == len(b.runs) == 1 else (
-        f"test images and training seeds ({'paired by seed' if a.seeds == b.seeds else 'resampled independently'})")
-    test = f"paired bootstrap over {seeds}"
     if len(a.runs) == len(b.runs) == 1:
+        test = "t test over test images only (paired bootstrap variance); training seeds not covered"
         (labels, scores_a, _), (_, scores_b, _) = a.runs[0], b.runs[0]
-        metrics["roc_auc"]["delong_p"] = delong_test(labels, scores_a, scores_b, float(boot["level"]))["p_value"]
+        metrics["roc_auc"]["delong_p"] = delong_test(labels, scores_a, scores_b, level)["p_value"]
         test += "; DeLong for AUC"
-    return Comparison(a, b, metrics, test)
+    else:
+        seeds = "paired by seed" if paired else "seeds unpaired"
+        test = f"t test over training seeds ({seeds}) and test images (paired bootstrap)"
+    return _adjusted(Comparison(a, b, metrics, test), {name: m["p_value"] for name, m in metrics.items()})
+
+
+def _adjusted(comparison: Comparison, adjusted: dict[str, float]) -> Comparison:
+    """``comparison`` with the adjusted p-value ``adjusted[name]`` of each metric, and the verdict from them."""
+    alpha = 1 - float(comparison.a.bootstrap["level"])
+    metrics = {name: m | {"p_holm": adjusted[name], "significant": bool(adjusted[name] < alpha)}
+               for name, m in comparison.metrics.items()}
+    return replace(comparison, metrics=metrics,
+                   verdict=verdict_text(comparison.a.cell.name, comparison.b.cell.name, metrics))
 
 
 def compare_detectors(aggregates: Sequence[Aggregate]) -> list[Comparison]:
     """Every pair of detectors measured on the same (training set, test source, perturbation), the one with the
-    higher mean AUC as ``a``."""
+    higher mean AUC as ``a``; the p-values of every compared pair and metric of :data:`COMPARED` of one (training
+    set, test source, perturbation) adjusted together by Holm's method, and verdicts from the adjusted values."""
     buckets: dict[tuple[str, str, str], list[Aggregate]] = {}
     for one in aggregates:
         buckets.setdefault((one.cell.trained_on, one.cell.tested_on, one.cell.perturbation), []).append(one)
@@ -319,5 +359,9 @@ def compare_detectors(aggregates: Sequence[Aggregate]) -> list[Comparison]:
     for group in buckets.values():
         ranked = sorted(group, key=lambda one: (-np.nan_to_num(one.metrics["roc_auc"]["mean"], nan=-1),
                                                 one.cell.name))
-        comparisons += [_compare(a, b) for a, b in combinations(ranked, 2)]
+        pairs = [compare_pair(a, b) for a, b in combinations(ranked, 2)]
+        compared = [c for c in pairs if c.metrics]
+        adjusted = iter(holm([c.metrics[name]["p_value"] for c in compared for name in COMPARED]))
+        corrected = iter([_adjusted(c, {name: float(next(adjusted)) for name in COMPARED}) for c in compared])
+        comparisons += [next(corrected) if c.metrics else c for c in pairs]
     return comparisons

@@ -13,22 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bench.attribution import explain
 from bench.checkpoints import Checkpoint, CheckpointStore
 from bench.detector import build_detector
 from bench.estimator import EstimatorDetector
-from bench.metrics import evaluate, evasion_rate
+from bench.metrics import choose_threshold, evaluate, evasion_rate, point_metrics
 from bench.model import Detector
 from bench.perturbations import PERTURBATIONS, needs_gradients
-from bench.plan import SELECTION_RULE, CellPlan, JobPlan, input_adaptation
+from bench.plan import SELECTION_RULE, CellPlan, JobPlan, grid, input_adaptation
 from bench.prepare import Prepared, Subset
 from bench.provenance import content_key, hardware, stamp
 from bench.recipe import Recipe
 from bench.records import SCHEMA_VERSION
 from bench.sources import content_hash
-from bench.suite import PerturbationEntry, Suite
+from bench.suite import FixedThreshold, PerturbationEntry, Suite
 from bench.training import (
     detection_scores,
     fit_estimator,
@@ -37,7 +38,9 @@ from bench.training import (
     predict_logits,
     seed_everything,
     train_detector,
+    validation_split,
 )
+from bench.weights import WeightsError, load_weights
 
 HEADLINE = "roc_auc"  # the metric a job's log line shows
 
@@ -90,15 +93,19 @@ def run_job(suite: Suite, job: JobPlan, data: Prepared, settings: Settings) -> J
     real, fake = data.train[job.train_name]
     results: list[tuple[Recipe, Checkpoint]] = []
     trained = 0
-    for candidate in job.candidates:
+    for candidate in job.candidates:  # none for a detector trained elsewhere
         checkpoint = store.get(candidate.key)
         if checkpoint is None:
             checkpoint = _train(suite, job, candidate.recipe, candidate.key, real, fake, store, device, settings)
             trained += 1
         results.append((candidate.recipe, checkpoint))
-    detector, training = _selected(suite, job, results)
+    weights = None
+    if job.entry.evaluate_only:
+        detector, training, weights = _evaluate_only(suite, job, real, fake, device)
+    else:
+        detector, training = _selected(suite, job, results)
     outcome = JobResult(job.key, job.label, trained=trained)
-    scorer = _Scorer(suite, job, detector, training, data, device, settings.progress, settings.git)
+    scorer = _Scorer(suite, job, detector, training, data, device, settings.progress, settings.git, weights)
     outcome.cells = [scorer.score(cell) for cell in job.cells]
     outcome.seconds = time.perf_counter() - start
     return outcome
@@ -130,11 +137,45 @@ def _train(suite: Suite, job: JobPlan, recipe: Recipe, key: str, real: Subset, f
     return store.put(key, result.state, info)
 
 
+def best_candidate(results: list[tuple[Recipe, Checkpoint]]) -> tuple[Recipe, Checkpoint]:
+    """The grid candidate a job keeps: :data:`SELECTION_RULE` on its checkpoints' validation metrics."""
+    return max(results, key=lambda rc: (rc[1].info["val"]["balanced_accuracy"], -rc[1].info["val"]["loss"]))
+
+
+def _evaluate_only(suite: Suite, job: JobPlan, real: Subset, fake: Subset,
+                   device: torch.device) -> tuple[Detector, dict, dict]:
+    """A detector with weights made elsewhere, its threshold (fixed, or chosen on the validation split of the job's
+    training set exactly as training chooses it) and the record's ``weights`` section."""
+    entry = job.entry
+    detector = build_detector(entry.name, adapt=suite.input_size, **entry.kwargs)
+    loaded = load_weights(detector.model, entry.weights, entry.strip_prefix, entry.add_prefix, entry.name)
+    if loaded.sha256 != job.weights_sha256:
+        raise WeightsError(f"{entry.weights} changed since the run was planned (sha256 {loaded.sha256[:12]}, planned "
+                           f"{(job.weights_sha256 or '')[:12]}): run the suite again")
+    training: dict = {"threshold_rule": entry.threshold_rule(), "val": {}, "n_val": 0, "n_train": 0,
+                      "train_seconds": 0.0,
+                      "trained_on": {"device": "not trained here", "gpu": f"weights from {loaded.path.name}"}}
+    if entry.calibrate:
+        recipe = grid(suite, entry)[0]
+        labels = np.r_[np.zeros(real.count, int), np.ones(fake.count, int)]
+        val = np.sort(validation_split(labels, recipe, job.seed)[1])  # the split training validates on
+        images = np.concatenate([real.images, fake.images])[val]
+        logits = predict_logits(detector, images, device)
+        threshold = choose_threshold(labels[val], logits)
+        scores = point_metrics(labels[val], logits, threshold)
+        targets = torch.from_numpy(labels[val]).float()
+        loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(logits), targets))
+        balanced = (scores["accuracy_real"] + scores["accuracy_fake"]) / 2
+        training |= {"val": {"loss": loss, "balanced_accuracy": balanced, **scores}, "n_val": len(val),
+                     "val_fraction": recipe.val_fraction, "calibrated_on": job.train_name}
+    else:
+        threshold = (entry.threshold or FixedThreshold(probability=0.5)).value
+    return detector, training | {"threshold": threshold}, loaded.describe()
+
+
 def _selected(suite: Suite, job: JobPlan, results: list[tuple[Recipe, Checkpoint]]) -> tuple[Detector, dict]:
     """The job's detector with the weights of its best candidate on validation, and what training said."""
-    best_recipe, best = max(
-        results, key=lambda rc: (rc[1].info["val"]["balanced_accuracy"], -rc[1].info["val"]["loss"])
-    )
+    best_recipe, best = best_candidate(results)
     detector = build_detector(job.entry.name, classes=job.classes, adapt=suite.input_size, **job.entry.kwargs)
     (detector if isinstance(detector, EstimatorDetector) else detector.model).load_state_dict(best.state_dict())
     training = {
@@ -158,6 +199,22 @@ def _selected(suite: Suite, job: JobPlan, results: list[tuple[Recipe, Checkpoint
     return detector, training
 
 
+class JobError(RuntimeError):
+    """A job's detector gave what no record can hold: scores that are not finite, or not one per image."""
+
+
+def checked_outputs(outputs: np.ndarray, count: int, what: str) -> np.ndarray:
+    """``outputs`` of ``count`` images ((count,) logits, or (count, classes)); :class:`JobError` if they are
+    shaped otherwise or not all finite."""
+    if outputs.ndim not in (1, 2) or len(outputs) != count:
+        raise JobError(f"{what}: the detector returned outputs of shape {tuple(outputs.shape)} for {count} images, "
+                       f"expected ({count},) or ({count}, classes)")
+    bad = int((~np.isfinite(outputs)).any(axis=tuple(range(1, outputs.ndim))).sum())
+    if bad:
+        raise JobError(f"{what}: the detector's scores of {bad} of {count} images are not finite (NaN or infinite)")
+    return outputs
+
+
 def source_attribution(classes: tuple[str, ...], test_fake: str, real: np.ndarray, fake: np.ndarray) -> dict:
     """Which class a source-attribution detector assigns to the real and the fake test images (counts)."""
     def counts(logits: np.ndarray) -> dict[str, int]:
@@ -171,9 +228,11 @@ class _Scorer:
     """Scores one job's cells; logits of a (test subset, perturbation) are computed once per job."""
 
     def __init__(self, suite: Suite, job: JobPlan, detector: Detector, training: dict, data: Prepared,
-                 device: torch.device, progress: bool | None, git: dict | None = None) -> None:
+                 device: torch.device, progress: bool | None, git: dict | None = None,
+                 weights: dict | None = None) -> None:
         self.suite, self.job, self.detector, self.training = suite, job, detector, training
         self.data, self.device, self.progress, self.git = data, device, progress, git
+        self.weights = weights  # evaluate-only: the weights file, its sha256 and that it was not trained here
         self._logits: dict[tuple[str, str], np.ndarray] = {}
 
     def score(self, cell: CellPlan) -> CellResult:
@@ -224,8 +283,9 @@ class _Scorer:
             "test_images_in_training": {  # exact pixel copies; `bench data audit` also finds near copies
                 "real": self.data.in_training[(suite.test.real, job.train_name)],
                 "fake": self.data.in_training[(cell.test_fake, job.train_name)],
-            },
+            } if self.weights is None else None,  # weights made elsewhere: their training images are not known here
             "training": self.training,
+            **({"weights": self.weights} if self.weights is not None else {}),
             **result,
             "scores": {"file": f"scores/{cell.key}.npy", "order": "real then fake test images, as drawn",
                        "sha256": content_hash(scored)} if scored is not None else None,
@@ -268,5 +328,6 @@ class _Scorer:
                 else:
                     chunks.append(predict_logits(self.detector, pixels, self.device,
                                                  per_class=bool(self.detector.classes)))
-            self._logits[cache_key] = np.concatenate(chunks)
+            self._logits[cache_key] = checked_outputs(np.concatenate(chunks), subset.count,
+                                                      f"{self.job.entry.name} on {perturbation.label} test images")
         return self._logits[cache_key]

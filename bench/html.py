@@ -20,10 +20,14 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from bench.generalization import HEADING as GENERALIZATION_HEADING
+from bench.generalization import NOTE as GENERALIZATION_NOTE
+from bench.generalization import POOL_BY
 from bench.leaderboard import (
     BELOW_CHANCE,
     BELOW_CHANCE_NOTE,
     COMPARISON_NOTE,
+    FAILED,
     MATRIX_NOTE,
     READING,
     SHOWN,
@@ -36,6 +40,7 @@ from bench.leaderboard import (
     comparison_tables,
     covers_note,
     digits,
+    flagged_below_chance,
     matrix_tables,
     not_compared,
     source_attribution_tables,
@@ -66,7 +71,7 @@ def _number(row: pd.Series, name: str) -> dict:
     record, the record's link."""
     value = row.get(name)
     if value is None or pd.isna(value):
-        return {"text": "–", "sort": ""}
+        return {"text": FAILED if str(row.get("interval", "")).startswith(f"{FAILED}:") else "–", "sort": ""}
     low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     ci = None if low is None or pd.isna(low) or low == high else (low, high)
     places = digits(ci)
@@ -74,7 +79,7 @@ def _number(row: pd.Series, name: str) -> dict:
     return {"text": f"{value:.{places}f}", "sort": repr(float(value)),
             "ci": f"[{ci[0]:.{places}f}, {ci[1]:.{places}f}]" if ci else "",
             "href": inside_link(records[0]) if len(records) == 1 else None,
-            "flag": BELOW_CHANCE if name == "roc_auc" and value < 0.5 else ""}
+            "flag": BELOW_CHANCE if name == "roc_auc" and flagged_below_chance(row) else ""}
 
 
 def _plain(value: object, digits: int = 3) -> dict:
@@ -113,7 +118,8 @@ def _table(group: pd.DataFrame, pictures: dict[str, str]) -> dict:
             if name == "average_precision":
                 cells.append(_plain(row["ap_chance"]))
         rows.append([*cells,
-                     {"text": f"{row['train_seconds']:.0f}", "sort": repr(float(row["train_seconds"]))},
+                     {"text": "–" if pd.isna(row["train_seconds"]) else f"{row['train_seconds']:.0f}",
+                      "sort": repr(float(row["train_seconds"]))},
                      {"text": str(row["epochs"]), "sort": str(row["epochs"])},
                      {"links": links}])
     return {
@@ -152,8 +158,13 @@ def _summaries(records: list[dict]) -> list[dict]:
 
 
 def _sections(board: Leaderboard) -> list[dict]:
-    """The cross-source matrix and the detector comparisons, each a heading, a note and text tables."""
+    """The generalization view, the cross-source matrix and the detector comparisons, each a heading, a note and
+    text tables."""
     sections = []
+    if board.generalization:
+        sections.append({"heading": GENERALIZATION_HEADING, "note": GENERALIZATION_NOTE.format(pool=POOL_BY),
+                         "footnote": "", "tables": [(f"{heading}. {note}", _html_table(table))
+                                                    for heading, note, table in board.generalization.tables()]})
     clean = board.cells[board.cells["family"] == "clean"] if not board.cells.empty else board.cells
     matrix = matrix_tables(board.cells)
     if matrix:

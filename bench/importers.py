@@ -26,11 +26,13 @@ import numpy as np
 from PIL import Image, JpegImagePlugin
 
 from bench.files import file_sha256
+from bench.parts import PartImporter
 from bench.provenance import content_key
 from bench.registry import Registry
 from bench.sources import Label, Manifest, SourceError, SourceStore, validate_images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+MAX_IMAGE_SIDE = 4096  # pixels; a larger file is refused from its header, before it is decoded
 CIFAKE_URL = (
     "https://www.kaggle.com/api/v1/datasets/download/birdy654/cifake-real-and-ai-generated-synthetic-images"
 )
@@ -102,6 +104,17 @@ def _rawmodes(image: Image.Image) -> list[str]:
     return [args if isinstance(args, str) else str(args[0]) for *_, args in image.tile if args]
 
 
+def _check_size(file: str, width: int, height: int, size: int | None) -> None:
+    """Raise ImageFileError for an image that is not ``size`` x ``size`` (when given) or has a side over
+    :data:`MAX_IMAGE_SIDE`, from the size its header states."""
+    if size is not None and (width, height) != (size, size):
+        raise ImageFileError(file, f"size {width}x{height}, expected {size}x{size}",
+                             f"Resize the images to {size}x{size} first", "wrong size")
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise ImageFileError(file, f"size {width}x{height}, larger than {MAX_IMAGE_SIDE} pixels a side (refused "
+                             "before decoding)", "Downscale it first", "too large")
+
+
 def decode_image(data: bytes, file: str, size: int | None) -> tuple[np.ndarray, str, str | None]:
     """Decode one image file into (3, size, size) uint8 (any square size if None), its encoding and the change
     made to its pixels (None if none); raise ImageFileError if unusable."""
@@ -109,11 +122,11 @@ def decode_image(data: bytes, file: str, size: int | None) -> tuple[np.ndarray, 
         raise ImageFileError(file, "the file is empty", "Replace it with the original image", "empty file")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            _check_size(file, *image.size, size)  # from the header: nothing is decoded yet
             deep = image.mode == "RGB" and any(";16" in rawmode for rawmode in _rawmodes(image))
             image.load()
             encoding = describe_encoding(image)
-            mode, (width, height) = image.mode, image.size
-            pixels = np.asarray(image)
+            mode, pixels = image.mode, np.asarray(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageFileError(
             file, f"not a readable image ({exc})", "Re-download or delete the file", "unreadable"
@@ -124,13 +137,6 @@ def decode_image(data: bytes, file: str, size: int | None) -> tuple[np.ndarray, 
             f"colour mode {mode}, expected 8-bit RGB",
             "Convert it to RGB first (e.g. Pillow's Image.convert('RGB'))",
             f"mode {mode}",
-        )
-    if size is not None and (width, height) != (size, size):
-        raise ImageFileError(
-            file,
-            f"size {width}x{height}, expected {size}x{size}",
-            f"Resize the images to {size}x{size} first",
-            "wrong size",
         )
     conversion = f"16-bit {encoding} reduced to 8 bits" if deep else None  # Pillow keeps the high bytes
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)), encoding, conversion
@@ -178,25 +184,39 @@ def import_folder(
     split: str = "test",
     size: int | None = None,
     skip_bad: bool = False,
+    root: Path | None = None,
 ) -> Manifest:
-    """Import every image file directly inside ``folder`` as one source (square images of one size)."""
+    """Import every image file directly inside ``folder`` as one source (square images of one size).
+
+    Entries that are not regular files (a FIFO, a socket, a dangling link) are never opened, and files whose
+    links lead outside ``root`` (the data root; by default ``folder`` itself) are never read: without
+    ``skip_bad`` either stops the import naming them, with it they are skipped and counted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"{folder} is not a folder of images: check the path")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    inside = Path(root or folder).resolve()
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
+    bad = {"not a regular file": [p for p in entries if not p.is_file()],
+           "link outside the data root": [p for p in entries if p.is_file() and not p.resolve().is_relative_to(inside)]}
+    paths = [p for p in entries if p.is_file() and p.resolve().is_relative_to(inside)]
     others = [printable_name(p.name) for p in paths if p.suffix.lower() not in IMAGE_SUFFIXES]
-    if others and not skip_bad:
-        listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-        raise ImageFileError(str(folder), f"holds files that are not images ({listed})", "Move them out",
-                             "not an image file")
+    what = {"not an image file": "files that are not images", "not a regular file": "entries that are not regular "
+            "files (FIFOs, sockets, devices, broken links)", "link outside the data root": "links that lead outside "
+            "the data root"}
+    for reason, found in (("not an image file", others), *bad.items()):
+        if found and not skip_bad:
+            names = [name if isinstance(name, str) else printable_name(name.name) for name in found]
+            listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise ImageFileError(str(folder), f"holds {what[reason]} ({listed})", "Move them out", reason)
     images_paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images_paths:
         subfolders = sorted(printable_name(p.name) for p in folder.iterdir() if p.is_dir())
         hint = f" It has sub-folders ({', '.join(subfolders)}): import each one." if subfolders else ""
         raise SourceError(f"{folder} contains no image files ({', '.join(sorted(IMAGE_SUFFIXES))}).{hint}")
     decoded = decode_all(((p.name, p.read_bytes) for p in images_paths), size, skip_bad)
-    if others:
-        decoded.skipped["not an image file"] = len(others)
+    for reason, found in (("not an image file", others), *bad.items()):
+        if found:
+            decoded.skipped[reason] = len(found)
     validate_images(decoded.images, f"{folder}")
     origin = {"importer": "folder", "path": str(folder.resolve()),
               "identity": folder_identity(folder, label, split, skip_bad)}
@@ -493,8 +513,9 @@ class FolderImporter:
 
     def load(self, name: str, spec: Any, context: ImportContext) -> Manifest:
         folder = context.input_path(spec.path)
+        root = None if Path(spec.path).is_absolute() else context.data_root  # links may not leave the data root
         return _for_suite(name, f"folder {folder}", lambda: import_folder(
-            context.store, folder, name, spec.label, spec.split, skip_bad=spec.skip_bad))
+            context.store, folder, name, spec.label, spec.split, skip_bad=spec.skip_bad, root=root))
 
     def count(self, spec: Any, context: ImportContext) -> int | None:
         folder = context.input_path(spec.path)
@@ -629,5 +650,5 @@ class PerturbedImporter:
 
 for _name, _importer in (("cifake", CifakeImporter()), ("folder", FolderImporter()), ("npz", NpzImporter()),
                          ("cached", CachedImporter()), ("generator", GeneratorImporter()),
-                         ("perturbed", PerturbedImporter())):
+                         ("perturbed", PerturbedImporter()), ("part", PartImporter())):
     IMPORTERS.register(_name, _importer)

@@ -10,7 +10,15 @@ bootstrap over seeds and test images; the test images only with one seed). The f
 - ``leaderboard-seeds.csv`` / ``.json``: one row per record, i.e. per seed, with the interval stored in it.
 - ``leaderboard-comparisons.csv`` / ``.json``: detectors compared pairwise on the same test images
   (:func:`bench.compare.compare_detectors`).
+- ``leaderboard-generalization.csv`` / ``.json`` and ``leaderboard-generalization-comparisons.*``: where tagged
+  test sources include generator families a training set has not seen, the generalization view
+  (:mod:`bench.generalization`).
 - ``leaderboard.md``, ``leaderboard.html`` and ``figures/*.png``.
+
+Cells of a job that failed (``failures/`` in the results folder) are rows whose numbers read "failed", with the
+reason, never a number. In Markdown every string a user or a record gave (suite description, names, arguments,
+labels, reasons) is made inert: backslashes, ``|``, ``<``, ``>`` and backticks cannot end a table cell, open
+HTML or a code span.
 
 Besides one detailed table per (training set, test source), the Markdown has, where the records call for
 them: a cross-source matrix (rows = what a detector was trained on, columns = what it was tested on) with its
@@ -20,7 +28,9 @@ curves, and the attribution scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +39,10 @@ import pandas as pd
 from bench import figures
 from bench.compare import COMPARED, Aggregate, Comparison, aggregate, compare_detectors, stored_metric
 from bench.files import write_atomic
+from bench.generalization import Generalization, generalization
 from bench.metrics import METRICS
 from bench.provenance import summarise_provenance
-from bench.records import canonical_kwargs, metric_text
+from bench.records import canonical_kwargs, evaluate_only, metric_text
 
 SHOWN = {
     "accuracy": "Acc",
@@ -55,13 +66,22 @@ ATTRIBUTION = {
     "centre_share_random_weights": "Centre share random weights",
 }
 BELOW_CHANCE = "⚠"
-BELOW_CHANCE_NOTE = (f"{BELOW_CHANCE} AUC below 0.5, below chance: these fakes look more real to the detector than "
-                     "the reals do.")
+FAILED = "failed"  # the text of a failed job's numbers; its frame rows' "interval" starts with it
+MARKDOWN_INERT = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", ">": "&gt;", "`": "\\`",
+                                "\n": " ", "\r": " "})
+EVALUATE_ONLY = "†"  # after the name of a detector trained elsewhere and only scored here
+BELOW_CHANCE_NOTE = (f"{BELOW_CHANCE} below chance: the whole AUC interval lies below 0.5 (the value itself where "
+                     "there is no interval), so these fakes look more real to the detector than the reals do.")
 READING = (
     "Each number is a mean over the cell's training seeds with its interval in brackets; the note above each "
-    "table says what the intervals cover. A proportion whose resamples all agree (as at 0 or 1) gets Wilson's "
-    "score interval instead; any other number without an interval had no spread in its resamples (or, for balanced "
-    "accuracy, comes from a record that predates it and has no score file). The decision "
+    "table says what the intervals cover: with several seeds a t interval whose variance adds the variance across "
+    "seeds over their number (known to seeds − 1 degrees of freedom) to the test-image bootstrap variance the "
+    "seeds share (in simulation with 3 and 5 seeds its 95% interval covers the mean 94% of the time or more, see "
+    "`benchmarks/coverage.py`); with one seed the bootstrap over test images only, which does not cover retraining. "
+    "A proportion whose resamples all agree (as at 0 or 1) gets Wilson's "
+    "score interval instead; any other number without an interval had no spread in its resamples, left its own value "
+    "out of its percentile interval (tied resamples, as for AP at an AUC near 0) or, for balanced "
+    "accuracy, comes from a record that predates it and has no score file. The decision "
     "threshold was chosen on validation data carved from the training sources. AP is shown beside its chance "
     "level, the share of fakes among the test images."
 )
@@ -76,14 +96,19 @@ class Leaderboard:
     cells: pd.DataFrame
     seeds: pd.DataFrame
     comparisons: pd.DataFrame
+    generalization: Generalization | None = None  # where tagged test sources include unseen generator families
 
 
-def build_leaderboard(records: list[dict], root: Path) -> Leaderboard:
+def build_leaderboard(records: list[dict], root: Path, failures: Sequence[dict] = ()) -> Leaderboard:
     """Aggregate ``records`` over seeds and compare their detectors, reading score files from the results folder
-    ``root``; two records for one cell identity are an error."""
+    ``root``; two records for one cell identity are an error. The cells of ``failures`` (failed jobs, as
+    :func:`bench.publish.load_failures` gives them) are rows of the cells frame that read "failed"."""
     aggregates = aggregate(records, root)
-    return Leaderboard(list(records), cells_frame(aggregates), records_frame(records),
-                       comparisons_frame(compare_detectors(aggregates)))
+    cells = cells_frame(aggregates)
+    if failures:
+        cells = _sorted(pd.concat([cells, failed_frame(failures)], ignore_index=True), "balanced_accuracy")
+    return Leaderboard(list(records), cells, records_frame(records),
+                       comparisons_frame(compare_detectors(aggregates)), generalization(aggregates))
 
 
 def _perturbation_order(record: dict) -> int:
@@ -96,10 +121,13 @@ def _perturbation_order(record: dict) -> int:
 def _described(record: dict) -> dict:
     """The columns that say what a record measured, shared by the per-cell and per-seed frames."""
     kwargs = canonical_kwargs(record.get("detector_kwargs", {}))
+    name = record["detector"] if kwargs == "{}" else f"{record['detector']} {kwargs}"
+    elsewhere = evaluate_only(record)
     return {
         "detector": record["detector"],
         "kwargs": kwargs,
-        "name": record["detector"] if kwargs == "{}" else f"{record['detector']} {kwargs}",
+        "name": f"{name} {EVALUATE_ONLY}" if elsewhere else name,
+        "weights": elsewhere or "",  # evaluate-only: weights from FILE (sha256), not trained here
         "trained_on": record["train"]["name"],
         "tested_on": record["test"]["name"],
         "perturbation": record["perturbation"]["label"],
@@ -138,11 +166,41 @@ def cells_frame(aggregates: list[Aggregate]) -> pd.DataFrame:
             row |= {name: metric["mean"], f"{name}_ci_low": low, f"{name}_ci_high": high, f"{name}_std": metric["std"]}
         row |= {
             "train_seconds": float(np.mean([r["training"]["train_seconds"] for r in one.records])),
-            "epochs": first["training"]["recipe"]["epochs"],
+            "epochs": first["training"].get("recipe", {}).get("epochs"),  # none for weights trained elsewhere
             "records": " ".join(f"records/{r['key']}.json" for r in one.records),
         }
         rows.append(row)
     return _sorted(pd.DataFrame(rows), "balanced_accuracy")
+
+
+def failed_frame(failures: Sequence[dict]) -> pd.DataFrame:
+    """One row per cell of each failed job, shaped like :func:`cells_frame`'s: no numbers, the reason in
+    ``interval`` ("failed: ..."), the failure file in ``records``."""
+    rows = []
+    for failure in failures:
+        kwargs = canonical_kwargs(failure.get("detector_kwargs", {}))
+        for cell in failure["cells"]:
+            perturbation = cell["perturbation"]
+            row = {
+                "detector": failure["detector"], "kwargs": kwargs,
+                "name": failure["detector"] if kwargs == "{}" else f"{failure['detector']} {kwargs}", "weights": "",
+                "trained_on": failure["train"], "tested_on": cell["test"], "perturbation": perturbation["label"],
+                "family": perturbation["name"], "level_order": cell["level_order"], "n_seeds": 1,
+                "seeds": str(failure["seed"]), "interval": f"{FAILED}: {failure['reason']}",
+                "n_train_real": failure["n_train"]["real"], "n_train_fake": failure["n_train"]["fake"],
+                "n_test_real": cell["n_real"], "n_test_fake": cell["n_fake"],
+                "ap_chance": cell["n_fake"] / (cell["n_real"] + cell["n_fake"]),
+            }
+            for name in [*METRICS, "evasion_rate"]:
+                row |= dict.fromkeys((name, f"{name}_ci_low", f"{name}_ci_high", f"{name}_std"), float("nan"))
+            rows.append(row | {"train_seconds": float("nan"), "epochs": failure.get("epochs"),
+                               "records": failure["file"]})
+    return pd.DataFrame(rows)
+
+
+def failed(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a cells frame are cells of failed jobs."""
+    return frame["interval"].astype(str).str.startswith(f"{FAILED}:") if not frame.empty else pd.Series(dtype=bool)
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -157,7 +215,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
             "n_test_fake": r["n_fake"],
             "threshold": r["threshold"],
             "train_seconds": r["training"]["train_seconds"],
-            "epochs": r["training"]["recipe"]["epochs"],
+            "epochs": r["training"].get("recipe", {}).get("epochs"),
         }
         for name in [*METRICS, "evasion_rate"]:
             value, ci = stored_metric(r, name)
@@ -181,8 +239,10 @@ def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
             low, high = metric.get("ci") or (None, None)
             row |= {f"{name}_a": c.a.metrics[name]["mean"], f"{name}_b": c.b.metrics[name]["mean"],
                     f"{name}_difference": metric.get("difference"), f"{name}_ci_low": low, f"{name}_ci_high": high,
-                    f"{name}_p_value": metric.get("p_value")}
+                    f"{name}_p_value": metric.get("p_value"), f"{name}_p_holm": metric.get("p_holm"),
+                    f"{name}_significant": metric.get("significant")}
         row["roc_auc_delong_p"] = c.metrics.get("roc_auc", {}).get("delong_p")
+        row["verdict"] = c.verdict
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -231,9 +291,17 @@ def cell_text(row: pd.Series, name: str) -> str:
     AUC below 0.5; "–" where there is none."""
     value, low, high = row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
     if _missing(value):
-        return "not applicable" if str(row.get("interval", "")).startswith("not applicable") else "–"
+        interval = str(row.get("interval", ""))
+        return "not applicable" if interval.startswith("not applicable") else FAILED if interval.startswith(
+            f"{FAILED}:") else "–"
     text = interval_text(value, None if _missing(low) else (low, high))
-    return f"{text} {BELOW_CHANCE}" if name == "roc_auc" and value < 0.5 else text
+    return f"{text} {BELOW_CHANCE}" if name == "roc_auc" and flagged_below_chance(row) else text
+
+
+def flagged_below_chance(row: pd.Series) -> bool:
+    """The AUC of a frame row is below chance: its interval's upper bound (its value, without one) is below 0.5."""
+    high = row["roc_auc"] if _missing(row["roc_auc_ci_high"]) else row["roc_auc_ci_high"]
+    return bool(high < 0.5)
 
 
 def _spread_text(value: object) -> str:
@@ -246,28 +314,37 @@ def difference_text(metric: str, row: pd.Series) -> str:
     if _missing(value):
         return "–"
     text = f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
-    return f"**{text}**" if low > 0 or high < 0 else text
+    significant = row.get(f"{metric}_significant")
+    return f"**{text}**" if not _missing(significant) and bool(significant) else text
+
+
+P_FLOOR = 1e-6  # smaller p-values print as "< 1e-06": the t approximation says nothing further out in its tail
 
 
 def p_text(value: object) -> str:
-    return "–" if _missing(value) else ("<0.001" if value < 0.001 else f"{value:.3f}")
+    """A p-value: 3 decimals, 2 significant digits below 0.001, "< 1e-06" below :data:`P_FLOOR`; "n/a" for NaN."""
+    if value is None:
+        return "–"
+    if pd.isna(value):
+        return "n/a"
+    return f"< {P_FLOOR:g}" if value < P_FLOOR else f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
 
 
 def verdict(row: pd.Series, metric: str = "roc_auc") -> str:
-    """Which detector the paired interval of ``metric`` favours, or that it tells them apart from neither."""
-    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-    if _missing(low):
-        return "–"
-    return f"{row['a']} better" if low > 0 else f"{row['b']} better" if high < 0 else "not told apart"
+    """The comparison's verdict (:func:`bench.compare.verdict_text`, from Holm-adjusted p-values); "–" where the
+    pair was not compared."""
+    text = row.get("verdict")
+    return "–" if _missing(text) or _missing(row[f"{metric}_difference"]) else str(text)
 
 
 def covers_note(frame: pd.DataFrame) -> str:
     """What the numbers of a table are and what their intervals cover (one clause per kind of cell in it)."""
-    return "Numbers: " + "; ".join(dict.fromkeys(frame["interval"])) + "."
+    return "Numbers: " + "; ".join(dict.fromkeys(frame.loc[~failed(frame), "interval"])) + "."
 
 
 def below_chance(frame: pd.DataFrame) -> bool:
-    return bool((frame["roc_auc"].dropna() < 0.5).any())
+    """Some AUC of the frame is flagged below chance (:func:`flagged_below_chance`)."""
+    return any(flagged_below_chance(row) for _, row in frame.iterrows() if not _missing(row["roc_auc"]))
 
 
 def _slug(*parts: str) -> str:
@@ -340,11 +417,16 @@ def _matrix_section(frame: pd.DataFrame) -> list[str]:
 COMPARISON_NOTE = (
     "Each pair of detectors scored on the same test images (equal sha256 of the real and "
     "of the fake test images), A the one with the higher mean AUC. A − B is the difference of the means over "
-    "training seeds with its paired-bootstrap interval: every resample draws the test images once and scores both "
-    "detectors on them, and draws the training seeds too where there are several (paired by seed number when both "
-    "have the same seeds); p is the bootstrap p-value of no difference, and DeLong's test is added for AUC where "
-    "each detector has one seed. An interval that excludes 0 (in bold) tells the two apart; overlapping marginal "
-    "intervals in the tables above do not mean they cannot be told apart."
+    "training seeds with its 95% interval: its variance adds the paired bootstrap variance over test images "
+    "(every resample scores both detectors on the same draw) and, with several seeds, the variance of the per-seed "
+    "differences over their number (seeds paired by seed number when both have the same seeds), which is known to "
+    "seeds − 1 degrees of freedom only (a generalised t); with one seed each it covers the test images only, and "
+    "DeLong's test is added for AUC (n/a with fewer than 2 images in a class). p (Holm): the two-sided p-value of no "
+    "difference, adjusted by Holm's method across every pair and both metrics of the table, so that each table "
+    "calls a false winner with probability 5% at most; a difference in bold is significant after that adjustment. "
+    "The verdict comes from the adjusted p-values, names a metric that disagrees, and calls no detector better "
+    "where both mean AUCs are below 0.5. Overlapping marginal intervals in the tables above do not mean two "
+    "detectors cannot be told apart."
 )
 
 
@@ -361,10 +443,10 @@ def comparison_tables(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         table = {"A": group["a"], "B": group["b"]}
         for name, label in COMPARED.items():
             table[f"{label} A − B"] = [difference_text(name, row) for _, row in rows]
-            table[f"{label} p"] = group[f"{name}_p_value"].map(p_text)
+            table[f"{label} p (Holm)"] = group[f"{name}_p_holm"].map(p_text)
             if name == "roc_auc" and delong:
                 table["AUC DeLong p"] = group["roc_auc_delong_p"].map(p_text)
-        table |= {"Verdict (AUC)": [verdict(row) for _, row in rows], "Test": group["test"]}
+        table |= {"Verdict": [verdict(row) for _, row in rows], "Test": group["test"]}
         tables.append((f"Trained on {trained_on}, tested on {tested_on}, {perturbation}", pd.DataFrame(table)))
     return tables
 
@@ -522,8 +604,9 @@ def _cell_tables(frame: pd.DataFrame) -> list[str]:
         if group["evasion_rate"].notna().any():
             table["Evasion"] = [cell_text(row, "evasion_rate") for _, row in rows]
         table |= {
-            "Train s": group["train_seconds"].map(lambda s: f"{s:.0f}"),
-            "Epochs": group["epochs"],
+            "Train s": ["–" if row["weights"] or _missing(row["train_seconds"]) else f"{row['train_seconds']:.0f}"
+                        for _, row in rows],
+            "Epochs": ["–" if _missing(row["epochs"]) else int(row["epochs"]) for _, row in rows],
             "Records": [" ".join(f"[{seed}]({path})" for seed, path in zip(row["seeds"].split(), row["records"].split(),
                                                                          strict=True)) for _, row in rows],
         }
@@ -558,28 +641,87 @@ def _budgets(records: list[dict]) -> str:
     return ", ".join(f"{name} {size}" for name, size in sorted(sizes.items())) + " (unequal budgets)"
 
 
+def _evaluate_only_lines(records: list[dict]) -> list[str]:
+    """One header line per detector trained elsewhere (marked :data:`EVALUATE_ONLY`): its weights and threshold rule."""
+    found = {(r["detector"], evaluate_only(r), r["training"].get("threshold_rule", "")): None
+             for r in records if evaluate_only(r)}
+    return [f"- {EVALUATE_ONLY} {detector}: evaluate-only, {note}; threshold {rule}" for detector, note, rule in found]
+
+
+def inert(text: str, inline: bool = True) -> str:
+    """``text`` as Markdown shows it literally: backslashes, ``|``, ``<``, ``>`` and backticks escaped, and (``inline``)
+    line breaks as spaces, so that it cannot end a table cell or row, open HTML or a code span."""
+    if inline:
+        return text.translate(MARKDOWN_INERT)
+    return "\n".join(line.translate(MARKDOWN_INERT) for line in text.splitlines())
+
+
+def _inert_value(value: object) -> object:
+    """``value`` with every string in it (dict keys included) made :func:`inert`."""
+    if isinstance(value, str):
+        return inert(value)
+    if isinstance(value, dict):
+        return {_inert_value(k): _inert_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_inert_value(v) for v in value]
+    return value
+
+
+def markdown_safe(board: Leaderboard) -> Leaderboard:
+    """The board with every string of its records and frames made :func:`inert`, for Markdown only."""
+    return replace(board, records=[_inert_value(r) for r in board.records], cells=board.cells.map(_inert_value),
+                   seeds=board.seeds.map(_inert_value), comparisons=board.comparisons.map(_inert_value))
+
+
+def code_span(text: str) -> str:
+    """``text`` as a Markdown code span that no backtick in it can close (on one line)."""
+    text = " ".join(text.splitlines())
+    fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _failures_section(frame: pd.DataFrame) -> list[str]:
+    """One line per failed job (its reason and its failure file), where there are any."""
+    if frame.empty or not failed(frame).any():
+        return []
+    jobs = frame[failed(frame)].groupby(["name", "trained_on", "seeds", "interval", "records"], sort=True).size()
+    lines = ["## Failed jobs", "", f"These jobs failed: their cells read \"{FAILED}\" below, not a number. Rerun the "
+             "suite once the cause is fixed; the other cells are kept.", ""]
+    lines += [f"- {name} on {trained_on}, seed {seed}, {cells} cell{'s' if cells != 1 else ''}: "
+              f"{interval.removeprefix(FAILED + ': ')} ([why]({path}))"
+              for (name, trained_on, seed, interval, path), cells in jobs.items()]
+    return [*lines, ""]
+
+
 def render_markdown(board: Leaderboard, title: str, description: str = "", root: Path | None = None) -> str:
     """A Markdown leaderboard: provenance header, summary sections, then one table per (training, test) pair;
-    with the results folder ``root``, a section of source cards where the run drew them."""
+    with the results folder ``root``, a section of source cards where the run drew them. Every string from the
+    records, the title and the description is made :func:`inert`."""
+    commands = summarise_provenance(board.records)["commands"] if board.records else []
+    board = markdown_safe(board)
     records, frame = board.records, board.cells
-    lines = [f"# Leaderboard: {title}", ""]
+    lines = [f"# Leaderboard: {inert(title)}", ""]
     if description:
-        lines += [description.strip(), ""]
+        lines += [inert(description.strip(), inline=False), ""]
     lines += [f"Rendered from {len(records)} result records in `records/` (one JSON per cell and training seed); do "
               "not edit by hand. Per-seed values: `leaderboard-seeds.csv`.", "", READING, ""]
-    if frame.empty:
-        return "\n".join([*lines, "No records."]) + "\n"
+    if not records:
+        return "\n".join([*lines, *_failures_section(frame), "No records."]) + "\n"
     made = summarise_provenance(records)
     lines += [
         f"- Trained on: {'; '.join(made['trained_on'])}",
         f"- Scored on: {'; '.join(made['scored_on'])}",
-        f"- Command: {'; '.join(f'`{c}`' for c in made['commands'])}",
+        f"- Command: {'; '.join(code_span(c) for c in commands)}",
         f"- Git commit: {', '.join(made['commits'])}",
         f"- {'; '.join(made['versions'])}",
         f"- Seeds: {', '.join(made['seeds'])}; bootstrap resamples: {', '.join(made['bootstrap'])}",
         f"- Hyperparameter budget (grid points chosen on validation): {_budgets(records)}",
+        *_evaluate_only_lines(records),
         "",
     ]
+    lines += _failures_section(frame)
+    lines += board.generalization.markdown(inert) if board.generalization else []
     lines += _matrix_section(frame) + _comparison_section(board.comparisons) + _source_attribution_section(records)
     lines += _robustness_section(frame) + _attribution_section(records) + _sources_section(records, root)
     lines += _cell_tables(frame)
@@ -590,21 +732,25 @@ TABLES = {"leaderboard": "cells", "leaderboard-seeds": "seeds", "leaderboard-com
 
 
 def write_leaderboard(
-    records: list[dict], out_dir: Path, title: str, description: str = ""
+    records: list[dict], out_dir: Path, title: str, description: str = "", failures: Sequence[dict] = ()
 ) -> dict[str, Path]:
-    """Write the leaderboard of ``records`` (whose score files lie under ``out_dir``) into ``out_dir``: Markdown,
-    HTML, the CSV and JSON tables of :data:`TABLES` (see the module docstring) and ``figures/*.png``; returns the
-    files' paths ("markdown", "html", "csv", "json", "seeds_csv", "seeds_json", "comparisons_csv", ...)."""
+    """Write the leaderboard of ``records`` (whose score files lie under ``out_dir``) and of the cells of the failed
+    jobs ``failures`` into ``out_dir``: Markdown, HTML, the CSV and JSON tables of :data:`TABLES` (see the module
+    docstring) and ``figures/*.png``; returns the files' paths ("markdown", "html", "csv", "json", "seeds_csv",
+    "seeds_json", "comparisons_csv", ...)."""
     from bench.html import render_html  # imported here: bench.html renders this module's frames
 
     out_dir = Path(out_dir)
-    board = build_leaderboard(records, out_dir)
-    for relative, picture in figure_files(board.cells).items():
+    board = build_leaderboard(records, out_dir, failures)
+    views = board.generalization.figures() if board.generalization else {}
+    measured = board.cells[~failed(board.cells)] if not board.cells.empty else board.cells
+    for relative, picture in (figure_files(measured) | views).items():
         write_atomic(out_dir / relative, picture)
     paths = {"markdown": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html"}
     write_atomic(paths["markdown"], render_markdown(board, title, description, out_dir).encode())
-    for stem, name in TABLES.items():
-        frame = getattr(board, name)
+    tables = {stem: (name, getattr(board, name)) for stem, name in TABLES.items()}
+    tables |= board.generalization.frames() if board.generalization else {}
+    for stem, (name, frame) in tables.items():
         for suffix, text in (("csv", frame.to_csv(index=False)),
                              ("json", frame.to_json(orient="records", indent=2, double_precision=15))):
             paths[suffix if name == "cells" else f"{name}_{suffix}"] = path = out_dir / f"{stem}.{suffix}"

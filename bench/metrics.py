@@ -6,7 +6,8 @@ each distinct score. Every metric then comes from those counts, for a chunk of r
 threshold metrics from the confusion counts, ROC AUC from ranks (Mann-Whitney, ties as midranks) and
 average precision as scikit-learn defines it (ties included), so each resample's value equals
 scikit-learn's on that resample. Intervals are percentiles of the resampled values; a proportion whose
-resamples are all equal (as at 0 or 1) gets Wilson's score interval instead.
+resamples are all equal (as at 0 or 1) gets Wilson's score interval instead, and a metric whose percentiles
+leave out its own value gets none. Scores are compared with thresholds as float64 everywhere.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 def point_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     """Every metric in METRICS at ``threshold`` (scikit-learn)."""
     labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(scores) >= threshold).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)  # the bootstrap's dtype: a threshold splits both alike
+    predicted = (scores >= threshold).astype(int)
     both = len(np.unique(labels)) == 2
     return {
         "accuracy": accuracy_score(labels, predicted),
@@ -201,15 +203,18 @@ def _proportions(tn: int, fp: int, fn: int, tp: int) -> dict[str, tuple[int, int
 
 
 def _interval(
-    name: str, samples: np.ndarray, proportions: dict[str, tuple[int, int]], level: float
+    name: str, value: float, samples: np.ndarray, proportions: dict[str, tuple[int, int]], level: float
 ) -> tuple[list | None, str | None]:
     """A metric's interval and how it was made: the bootstrap percentiles, or Wilson's interval for a
     proportion whose resamples are all equal (None for a proportion of nothing, e.g. precision with no
-    image called fake)."""
+    image called fake). None where the percentiles leave out the point ``value``: resamples with tied
+    duplicates can all lie on one side of it (average precision at an AUC near 0), and no bootstrap interval
+    made from them (percentile, basic or BCa) would contain it."""
     if name in proportions and samples.min() == samples.max():
         successes, n = proportions[name]
         return (list(wilson_interval(successes, n, level)), "wilson") if n else (None, None)
-    return list(percentile_interval(samples, level)), "bootstrap-percentile"
+    low, high = percentile_interval(samples, level)
+    return ([low, high], "bootstrap-percentile") if low <= value <= high else (None, None)
 
 
 def evaluate(
@@ -228,12 +233,14 @@ def evaluate(
     labels = np.asarray(labels).astype(int)
     if len(np.unique(labels)) != 2:
         raise ValueError("evaluation needs both real (0) and fake (1) images")
+    scores = np.asarray(scores, dtype=np.float64)
     values = point_metrics(labels, scores, threshold)
-    confusion = confusion_matrix(labels, (np.asarray(scores) >= threshold).astype(int), labels=[0, 1])
+    confusion = confusion_matrix(labels, (scores >= threshold).astype(int), labels=[0, 1])
     proportions = _proportions(*(int(count) for count in confusion.ravel()))
     samples = bootstrap_samples(labels, scores, threshold, n_boot, seed) if n_boot else None
     intervals = {
-        name: _interval(name, samples[name], proportions, level) if samples else (None, None) for name in METRICS
+        name: _interval(name, values[name], samples[name], proportions, level) if samples else (None, None)
+        for name in METRICS
     }
     return {
         "metrics": {
@@ -255,9 +262,9 @@ def evasion_rate(clean_scores: np.ndarray, perturbed_scores: np.ndarray, thresho
     The interval is Wilson's score interval for a binomial proportion; ``n`` is the number of fakes
     detected on clean input, the denominator. With no detected fakes the rate is undefined (NaN).
     """
-    detected = np.asarray(clean_scores) >= threshold
+    detected = np.asarray(clean_scores, dtype=np.float64) >= threshold
     n = int(detected.sum())
     if n == 0:
         return {"value": float("nan"), "ci": None, "n": 0}
-    evaded = int((np.asarray(perturbed_scores)[detected] < threshold).sum())
+    evaded = int((np.asarray(perturbed_scores, dtype=np.float64)[detected] < threshold).sum())
     return {"value": evaded / n, "ci": list(wilson_interval(evaded, n, level)), "n": n}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from bench.detector import DETECTORS, TIMM_PREFIX
 from bench.files import file_sha256
-from bench.prepare import Prepared
+from bench.prepare import Prepared, Subset
 from bench.provenance import content_key
 from bench.recipe import Recipe
-from bench.suite import DetectorEntry, PerturbationEntry, Suite
+from bench.suite import DetectorEntry, FixedThreshold, PerturbationEntry, Suite
 
 TRAINING_VERSION = 1  # bump when the training loop changes what a checkpoint contains
 SCORING_VERSION = 2  # bump when scoring or the record format changes
@@ -59,10 +59,13 @@ class JobPlan:
     key: str
     classes: tuple[str, ...]  # source attribution: "real", then the training fake sources
     cells: tuple[CellPlan, ...]
+    weights_sha256: str | None = None  # evaluate-only: the sha256 of the weights file the key covers
 
     @property
     def label(self) -> str:
-        """e.g. ``lenet on sd14, seed 0``."""
+        """e.g. ``lenet on sd14, seed 0``, or ``lenet (weights lenet.pt) beside sd14`` for one trained elsewhere."""
+        if self.entry.evaluate_only:
+            return f"{self.entry.name} (weights {Path(self.entry.weights).name}) beside {self.train_name}"
         return f"{self.entry.name} on {self.train_name}, seed {self.seed}"
 
     def with_cells(self, keys: set[str]) -> JobPlan:
@@ -96,6 +99,15 @@ def pretrained_identity(pretrained: str | None) -> str | None:
     return file_sha256(Path(pretrained))
 
 
+def weights_identity(entry: DetectorEntry) -> str:
+    """The sha256 of an evaluate-only detector's weights file; PlanError if there is none."""
+    path = Path(entry.weights)
+    if not path.is_file():
+        raise PlanError(f"detector {entry.name!r}: weights file {path} not found (paths are relative to the current "
+                        "folder): give the path of the .safetensors, .pt or .pth file")
+    return file_sha256(path)
+
+
 def input_adaptation(suite: Suite, detector: str, size: int) -> dict | None:
     """How images of side ``size`` reach ``detector`` (None when they already fit); raises if they cannot."""
     wanted = DETECTORS.get(detector).input_size
@@ -111,24 +123,31 @@ def plan(suite: Suite, data: Prepared) -> Plan:
     """Jobs and cells of ``suite`` on its prepared data, with their keys."""
     test_real = data.test[suite.test.real]
     jobs = []
+    weights = {e.weights: weights_identity(e) for e in suite.detectors if e.evaluate_only}
     for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
         real, fake = data.train[train.name]
         if real.size != fake.size:
             raise PlanError(f"training set {train.name!r} mixes {real.size}x{real.size} reals and "
                             f"{fake.size}x{fake.size} fakes: train on images of one size")
-        pretrained = pretrained_identity(entry.pretrained)
-        classes = ("real", *train.fake) if train.attribute_sources else ()
-        adapted = input_adaptation(suite, entry.name, real.size)
-        candidates = tuple(
-            Candidate(recipe, content_key({
-                "detector": entry.name, "kwargs": entry.kwargs, "pretrained": pretrained,
-                "recipe": recipe.model_dump(mode="json"), "train_real": real.sha256, "train_fake": fake.sha256,
-                "seed": seed, "version": TRAINING_VERSION, **({"classes": classes} if classes else {}),
-                **({"input": adapted} if adapted else {}),
-            }))
-            for recipe in grid(suite, entry)
-        )
-        job_key = content_key({"candidates": [c.key for c in candidates], "selection": SELECTION_RULE})
+        if entry.evaluate_only:
+            if seed != suite.seeds[0] or (entry.calibrate and train.name not in entry.calibrate):
+                continue  # weights made elsewhere: scored once beside each training set it is listed with
+            job_key = evaluate_only_key(suite, entry, weights[entry.weights], seed, real, fake)
+            candidates, classes = (), ()
+        else:
+            pretrained = pretrained_identity(entry.pretrained)
+            classes = ("real", *train.fake) if train.attribute_sources else ()
+            adapted = input_adaptation(suite, entry.name, real.size)
+            candidates = tuple(
+                Candidate(recipe, content_key({
+                    "detector": entry.name, "kwargs": entry.kwargs, "pretrained": pretrained,
+                    "recipe": recipe.model_dump(mode="json"), "train_real": real.sha256, "train_fake": fake.sha256,
+                    "seed": seed, "version": TRAINING_VERSION, **({"classes": classes} if classes else {}),
+                    **({"input": adapted} if adapted else {}),
+                }))
+                for recipe in grid(suite, entry)
+            )
+            job_key = content_key({"candidates": [c.key for c in candidates], "selection": SELECTION_RULE})
         cells = []
         for fake_name, perturbation in itertools.product(suite.test_fakes(), suite.perturbations):
             test_fake = data.test[fake_name]
@@ -143,5 +162,20 @@ def plan(suite: Suite, data: Prepared) -> Plan:
             if explains:
                 measured["attribution"] = suite.attribution.model_dump()
             cells.append(CellPlan(content_key(measured), fake_name, perturbation, explains))
-        jobs.append(JobPlan(entry, train.name, seed, candidates, job_key, classes, tuple(cells)))
+        jobs.append(JobPlan(entry, train.name, seed, candidates, job_key, classes, tuple(cells),
+                            weights.get(entry.weights)))
     return Plan(suite, tuple(jobs))
+
+
+def evaluate_only_key(suite: Suite, entry: DetectorEntry, sha256: str, seed: int, real: Subset, fake: Subset) -> str:
+    """The key of an evaluate-only job: the weights' sha256 and remapping, and the threshold rule with, when it is
+    calibrated, the exact validation images it is chosen on (training set hashes, seed, validation share)."""
+    if entry.calibrate:
+        rule: dict = {"calibrate": {"train_real": real.sha256, "train_fake": fake.sha256, "seed": seed,
+                                    "val_fraction": grid(suite, entry)[0].val_fraction,
+                                    "input": input_adaptation(suite, entry.name, real.size),
+                                    "version": TRAINING_VERSION}}
+    else:
+        rule = {"threshold": (entry.threshold or FixedThreshold(probability=0.5)).value}
+    return content_key({"detector": entry.name, "kwargs": entry.kwargs, "weights": sha256,
+                        "remap": [entry.strip_prefix, entry.add_prefix], **rule})

@@ -22,7 +22,7 @@ from bench.audit import pixel_digests
 from bench.encoding import Encoding, apply_encoding
 from bench.files import write_atomic
 from bench.importers import IMPORTERS, ImportContext
-from bench.sources import Source, SourceError, SourceStore, content_hash
+from bench.sources import Manifest, Source, SourceError, SourceStore, content_hash
 from bench.suite import SourceSpec, Suite
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,16 @@ class SourceStatus:
     count: int | None = None  # images it holds, or will hold (None: not known before importing)
 
 
+def part_of(manifest: Manifest) -> dict:
+    """For a source that is one part of another (bench.parts): which source, which part, and every part's share
+    and size, as records carry them; else nothing."""
+    origin = manifest.origin
+    if "parts" not in origin:
+        return {}
+    return {"part_of": {"source": origin["source"], "part": origin["part"], "seed": origin["seed"],
+                        "parts": origin["parts"]}}
+
+
 def _context(store: SourceStore, data_root: Path | None, device: str, progress: bool | None) -> ImportContext:
     return ImportContext(store, data_root, store.root.parent, device, progress)
 
@@ -119,10 +129,11 @@ def _cached_identity(store: SourceStore, name: str) -> str | None:
 
 
 def survey(suite: Suite, store: SourceStore, data_root: Path | None) -> list[SourceStatus]:
-    """What :func:`prepare` would do with each source of ``suite``; reads the cache, writes nothing."""
+    """What :func:`prepare` would do with each source ``suite`` uses; reads the cache, writes nothing."""
     context = _context(store, data_root, "cpu", False)
     statuses = []
-    for name, spec in suite.sources.items():
+    for name in suite.used_sources():
+        spec = suite.sources[name]
         importer = IMPORTERS.get(spec.importer)
         action = "generate" if spec.importer == "generator" else "import"
         cached_count = store.manifest(name).count if store.exists(name) else None
@@ -234,7 +245,8 @@ class Preparer:
                 images = images[np.sort(rng.choice(len(images), quota, replace=False))]
             parts.append(np.asarray(images))
             described.append({"name": source.name, "sha256": source.manifest.sha256, "count": source.manifest.count,
-                              "encoding": source.manifest.encoding, "encoded": encoded, "drawn": len(images)})
+                              "encoding": source.manifest.encoding, "encoded": encoded, "drawn": len(images),
+                              **part_of(source.manifest)})
         images = np.ascontiguousarray(np.concatenate(parts))
         return Subset.of(images, described, removed)
 

@@ -1,12 +1,17 @@
 """Publish: the driver alone writes results — one JSON record per cell (atomically, after its scores and
-picture), and the leaderboard rendered from the records.
+picture), the reasons of failed jobs, and the leaderboard rendered from the records.
 
 Layout of a results folder::
 
     records/<cell key>.json   the record (bench.records.Record)
     scores/<cell key>.npy     float32 scores of the cell's test images, reals then fakes
+    failures/<job key>.json   a job that failed: why, and the cells it left without a record (removed once
+                              they have records)
     figures/                  attribution pictures and leaderboard figures
     leaderboard.{md,csv,json,html}
+
+Records read back from an earlier run are checked against their score files (:mod:`bench.integrity`) before
+they are published again.
 """
 
 from __future__ import annotations
@@ -14,18 +19,50 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.execute import JobResult
-from bench.files import write_atomic
+from bench.files import remove_abandoned, write_atomic
+from bench.integrity import check_records
 from bench.leaderboard import write_leaderboard
-from bench.plan import Plan
-from bench.prepare import Prepared
+from bench.provenance import stamp
 from bench.records import RecordError, read_record
 
+if TYPE_CHECKING:
+    from bench.execute import JobResult, Settings
+    from bench.plan import JobPlan, Plan
+    from bench.prepare import Prepared
+    from bench.suite import Suite
+
 log = logging.getLogger(__name__)
+
+FOLDERS = ("records", "scores", "failures", "figures")  # where killed writers may have left temporary files
+
+
+def failure_path(root: Path, job: str) -> Path:
+    """Where the failure of the job ``job`` (its key) is kept in the results folder ``root``."""
+    return Path(root) / "failures" / f"{job}.json"
+
+
+def load_failures(root: Path, recorded: Iterable[str] | None = None) -> list[dict]:
+    """The failed jobs kept in the results folder ``root`` that still have cells without a record (the keys in
+    ``recorded``; by default the records present), each with only those cells, in file-name order."""
+    root = Path(root)
+    have = set(recorded) if recorded is not None else {p.stem for p in (root / "records").glob("*.json")}
+    found = []
+    for path in sorted((root / "failures").glob("*.json")):
+        try:
+            failure = json.loads(path.read_text())
+            cells = [c for c in failure["cells"] if c["key"] not in have]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecordError(f"{path} is not a failure bench wrote ({exc}): delete it") from None
+        if cells:
+            found.append(failure | {"cells": cells, "file": f"failures/{path.name}"})
+    return found
 
 
 class Publisher:
@@ -36,6 +73,22 @@ class Publisher:
 
     def record_path(self, key: str) -> Path:
         return self.root / "records" / f"{key}.json"
+
+    def remove_abandoned(self) -> list[Path]:
+        """Delete the temporary files that killed runs left in the folder (``.leaderboard.csv.*.tmp``, ...)."""
+        return [path for folder in (self.root, *(self.root / f for f in FOLDERS)) for path in remove_abandoned(folder)]
+
+    def check_suite(self, suite: str) -> None:
+        """Raise :class:`RecordError` if the folder holds records of a suite other than ``suite``: one results folder
+        holds one suite's records."""
+        for path in sorted((self.root / "records").glob("*.json")):
+            try:
+                other = json.loads(path.read_text()).get("suite")
+            except (ValueError, AttributeError):
+                continue  # a damaged record: set aside when its cell is looked up
+            if isinstance(other, str) and other != suite:
+                raise RecordError(f"{self.root} holds records of suite {other!r} ({path.name}), not {suite!r}: give "
+                                  "this run its own folder with --results, or delete the other suite's records")
 
     def has_record(self, key: str) -> bool:
         """Whether the cell ``key`` has a valid record; a damaged one is set aside (``.corrupt``) and logged."""
@@ -57,7 +110,8 @@ class Publisher:
         return {c.key for c in plan.cells if self.has_record(c.key)}
 
     def write(self, result: JobResult) -> list[Path]:
-        """Write a finished job's scores, pictures and records (each record last); returns the record paths."""
+        """Write a finished job's scores, pictures and records (each record last), then forget an earlier failure
+        of the job; returns the record paths."""
         paths = []
         for cell in result.cells:
             record = cell.record
@@ -70,7 +124,39 @@ class Publisher:
             path = self.record_path(record["key"])
             write_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
             paths.append(path)
+        failure_path(self.root, result.job).unlink(missing_ok=True)
         return paths
+
+    def write_failure(self, job: JobPlan, reason: str, suite: Suite, data: Prepared, settings: Settings) -> Path:
+        """Keep why ``job`` failed, with the cells it leaves without a record (what the leaderboard shows of them)."""
+        real, fake = data.train[job.train_name]
+        test_real = data.test[suite.test.real]
+        order = [p.label for p in suite.perturbations]
+        failure = {
+            "job": job.key, "label": job.label, "reason": reason, "suite": suite.name,
+            "detector": job.entry.name, "detector_kwargs": job.entry.kwargs, "train": job.train_name,
+            "seed": job.seed, "n_train": {"real": real.count, "fake": fake.count},
+            "epochs": job.candidates[0].recipe.epochs if job.candidates else None,
+            "cells": [{"key": c.key, "test": c.test_fake, "n_real": test_real.count,
+                       "n_fake": data.test[c.test_fake].count, "level_order": order.index(c.perturbation.label),
+                       "perturbation": c.perturbation.model_dump() | {"label": c.perturbation.label}}
+                      for c in job.cells],
+            "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "provenance": stamp(job.seed, settings.device, settings.git),
+        }
+        path = failure_path(self.root, job.key)
+        write_atomic(path, json.dumps(failure, indent=2, sort_keys=True, default=str).encode())
+        return path
+
+    def failures(self, plan: Plan) -> list[dict]:
+        """The failed jobs of ``plan`` that still have cells without a record; failures of jobs whose cells are all
+        recorded now are deleted."""
+        jobs = {j.key for j in plan.jobs}
+        recorded = self.recorded(plan)
+        current = [f for f in load_failures(self.root, recorded) if f["job"] in jobs]
+        for job in jobs - {f["job"] for f in current}:
+            failure_path(self.root, job).unlink(missing_ok=True)
+        return current
 
     def write_source_cards(self, plan: Plan, data: Prepared) -> None:
         """A card per test source (sample grid, spectrum beside the real test images') in ``figures/``."""
@@ -80,10 +166,15 @@ class Publisher:
         for relative, picture in source_card_files(images, plan.suite.test.real).items():
             write_atomic(self.root / relative, picture)
 
-    def records(self, plan: Plan) -> list[dict]:
-        """The plan's records, in plan order."""
-        return [read_record(self.record_path(c.key)) for c in plan.cells]
+    def records(self, plan: Plan, checked: Iterable[str] = ()) -> list[dict]:
+        """The plan's records, in plan order (cells without a record, as of failed jobs, left out); those whose keys
+        are in ``checked`` (read back from earlier runs) are checked against their score files first."""
+        paths = {c.key: self.record_path(c.key) for c in plan.cells if self.record_path(c.key).is_file()}
+        records = {key: read_record(path) for key, path in paths.items()}
+        check_records({paths[k]: records[k] for k in checked if k in records})
+        return list(records.values())
 
     def render(self, plan: Plan, records: list[dict]) -> dict[str, Path]:
-        """Write the leaderboard of ``records``; returns the paths of its tables."""
-        return write_leaderboard(records, self.root, plan.suite.name, plan.suite.description)
+        """Write the leaderboard of ``records`` and of the plan's failed jobs; returns the paths of its tables."""
+        return write_leaderboard(records, self.root, plan.suite.name, plan.suite.description,
+                                 failures=self.failures(plan))

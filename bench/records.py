@@ -73,6 +73,9 @@ class Record(BaseModel):
     input: dict[str, Any] | None = Field(None, description="detector input size and how images reached it")
     test_images_in_training: dict[str, int] | None = None
     training: dict[str, Any]
+    weights: dict[str, Any] | None = Field(None, description="a detector trained elsewhere (evaluate-only): the "
+                                           "weights file, its sha256, format and key remapping, and a note saying it "
+                                           "was not trained here; the threshold rule is training.threshold_rule")
     metrics: dict[str, Metric]
     confusion_matrix: list[list[int]]
     n_real: int
@@ -92,6 +95,12 @@ def identity(record: dict) -> CellIdentity:
     return CellIdentity(record["detector"], canonical_kwargs(record.get("detector_kwargs", {})),
                         record["train"]["name"], record["test"]["name"], record["perturbation"]["label"],
                         record["seed"])
+
+
+def evaluate_only(record: dict) -> str | None:
+    """``weights from FILE (sha256 ...), not trained here`` for a detector trained elsewhere; None for one trained
+    by the run that wrote ``record``."""
+    return (record.get("weights") or {}).get("note")
 
 
 def metric_text(value: float, ci: tuple[float, float] | list[float] | None, digits: int = 3) -> str:

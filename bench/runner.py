@@ -1,17 +1,24 @@
 """The driver of a run: prepare → plan → execute → publish.
 
 Only this process writes records (workers return them); a cell whose record exists is skipped and a job
-whose cells are all recorded is not run, so an interrupted run resumes. :meth:`Runner.dry_run` says what a
-run would do, with an estimated time, without training or writing anything (it may swap a source's kept
-previous copy back into place, a rename that makes and loses nothing).
+whose cells are all recorded is not run, so an interrupted run resumes. A job that fails (its reason kept in
+``failures/``) does not stop the others; the run then reports it and the leaderboard shows its cells as failed.
+Before anything is imported or trained, a run refuses a results folder that holds another suite's records and
+a detector whose parameters would not fit (counted on the meta device, without allocating them), removes the
+temporary files of killed runs from the results folder, and accepts a read-only cache that holds every source
+and checkpoint it needs. :meth:`Runner.dry_run` says what a run would do, with an estimated time, without
+training or writing anything (it may swap a source's kept previous copy back into place, a rename that makes
+and loses nothing); a detector that fails its timing is named there, not raised.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +38,9 @@ from bench.estimate import (
     throughput,
 )
 from bench.execute import Settings
-from bench.executors import Executor, SerialExecutor
-from bench.files import check_writable
-from bench.plan import JobPlan, Plan, grid, plan
+from bench.executors import Executor, JobFailure, SerialExecutor, disk_full, failure_reason
+from bench.files import NotWritableError, check_writable
+from bench.plan import JobPlan, Plan, PlanError, grid, plan
 from bench.prepare import Prepared, Preparer, SourceStatus, survey
 from bench.provenance import git_commit
 from bench.publish import Publisher
@@ -42,15 +49,63 @@ from bench.training import no_bars, pick_device
 
 log = logging.getLogger(__name__)
 
+MAX_PARAMETERS = 2_000_000_000  # a detector with more would not fit a GPU's memory with its optimizer state
+
 
 @dataclass
 class RunSummary:
-    """What a run did."""
+    """What a run did (``failed``: the jobs that failed, each with its reason)."""
 
     computed: list[Path]
     skipped: list[Path]
     leaderboard: dict[str, Path]
     records: list[dict]
+    failed: list[JobFailure] = field(default_factory=list)
+
+
+def parameter_count(entry: DetectorEntry) -> int | None:
+    """How many parameters ``entry``'s model would have, counted on the meta device (nothing allocated); None for
+    an estimator, or a factory that cannot build on the meta device (it is then not counted)."""
+    spec = DETECTORS.get(entry.name)
+    if not spec.differentiable:
+        return None
+    try:
+        with torch.device("meta"):
+            model = spec.factory(**entry.kwargs)
+    except Exception as exc:  # any plugin error: the job itself reports it, isolated, when it runs
+        log.debug("%s cannot be built on the meta device (%s): its size is not checked", entry.name, exc)
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_sizes(suite: Suite, limit: int = MAX_PARAMETERS) -> None:
+    """Raise :class:`PlanError` for a detector of ``suite`` whose arguments make a model of more than ``limit``
+    parameters, before any of it is allocated."""
+    for entry in suite.detectors:
+        count = parameter_count(entry)
+        if count is not None and count > limit:
+            raise PlanError(f"detector {entry.name!r} with kwargs {entry.kwargs} would have {count:.3g} parameters, "
+                            f"more than the {limit:.3g} a run allows: give it smaller arguments")
+
+
+UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+@contextmanager
+def _stop_when_unwritable(folder: Path, computed: list[Path]) -> Iterator[None]:
+    """A full disk (or quota), or a file that may not be written, becomes one line saying that what was written is
+    kept and rerunning resumes."""
+    try:
+        yield
+    except OSError as exc:
+        kept = f"{len(computed)} cells of this run were written and are kept"
+        if disk_full(exc):
+            raise NotWritableError(f"no space left on the device writing {exc.filename or folder} ({kept}): free some "
+                                   "space and rerun the same command, which resumes") from None
+        if exc.errno in UNWRITABLE:
+            raise NotWritableError(f"cannot write {exc.filename or folder} ({exc.strerror}; {kept}): fix its "
+                                   "permissions, or give a writable --data-dir or --results, and rerun") from None
+        raise
 
 
 @dataclass
@@ -63,6 +118,7 @@ class Estimate:
     unknown: int = 0  # jobs whose data size is not known before importing (not estimated)
     generate: dict[str, float] = field(default_factory=dict)  # seconds by generated source (training counted once)
     workers: int | None = 1  # jobs at once (None: not known before the run, as on a Ray cluster)
+    broken: dict[str, str] = field(default_factory=dict)  # detectors whose timing failed, and why
 
     @property
     def train(self) -> float:
@@ -84,6 +140,11 @@ class Estimate:
         return sum(self.generate.values()) + makespan(jobs, self.workers or 1)
 
     def line(self) -> str:
+        broken = "".join(f"; not estimated: {name}, which failed a trial step ({why}), so its jobs will likely fail"
+                         for name, why in self.broken.items())
+        return self._line() + broken
+
+    def _line(self) -> str:
         generated = ""
         if self.generate:
             parts = ", ".join(f"{name} {duration(seconds)}" for name, seconds in self.generate.items())
@@ -178,17 +239,26 @@ class Runner:
         for job in jobs:
             real, fake = data.train[job.train_name]
             name = self._measure(result, suite, job.entry, real.size)
+            if name is None:
+                continue
             recipes = [c.recipe for c in job.candidates if c.key not in cached]
             passes = score_passes(data.test[suite.test.real].count,
                                   [(c.test_fake, data.test[c.test_fake].count, c.perturbation) for c in job.cells])
             result.costs[job.key] = job_cost(recipes, real.count + fake.count, passes, result.rates[name])
         return result
 
-    def _measure(self, estimate: Estimate, suite: Suite, entry: DetectorEntry, size: int) -> str:
-        """The detector's name, its throughputs measured into ``estimate`` once."""
+    def _measure(self, estimate: Estimate, suite: Suite, entry: DetectorEntry, size: int) -> str | None:
+        """The detector's name, its throughputs measured into ``estimate`` once; None (and the reason kept in
+        ``estimate.broken``) for a detector that fails its trial steps."""
+        if entry.name in estimate.broken:
+            return None
         if entry.name not in estimate.rates:
-            estimate.rates[entry.name] = throughput(entry.name, size, grid(suite, entry)[0].batch_size, self.device,
-                                                    entry.kwargs)
+            try:
+                estimate.rates[entry.name] = throughput(entry.name, size, grid(suite, entry)[0].batch_size,
+                                                        self.device, entry.kwargs)
+            except Exception as exc:  # a broken plugin: named in the estimate, and isolated when its jobs run
+                estimate.broken[entry.name] = failure_reason(exc)
+                return None
         return entry.name
 
     def rough_estimate(self, suite: Suite, sources: list[SourceStatus]) -> Estimate:
@@ -208,6 +278,8 @@ class Runner:
                 result.unknown += 1
                 continue
             name = self._measure(result, suite, entry, DETECTORS.get(entry.name).input_size)
+            if name is None:
+                continue
             passes = score_passes(reals, [(f, n, p) for f, n in zip(suite.test_fakes(), fakes, strict=True)
                                           for p in suite.perturbations])
             result.costs[f"{name}/{train.name}/{seed}"] = job_cost(grid(suite, entry), real + fake, passes,
@@ -237,6 +309,7 @@ class Runner:
 
     def dry_run(self, suite: Suite) -> DryRun:
         """What :meth:`run` would do, without importing, training or writing anything."""
+        check_sizes(suite)
         if self.threads:
             torch.set_num_threads(self.threads)  # the estimate measures what the run will use
         statuses = survey(suite, self.preparer.store, self.data_root)
@@ -253,38 +326,63 @@ class Runner:
     def run(self, suite: Suite, before: Callable[[Estimate], None] | None = None) -> RunSummary:
         """Run every cell of ``suite`` that has no record yet, then render its leaderboard.
 
-        ``before`` is called with the estimate of the remaining work before any training starts.
+        ``before`` is called with the estimate of the remaining work before any training starts. A job that fails
+        is kept in ``failures/`` and reported in the summary; the other jobs run and are published.
         """
-        for folder in (self.results_dir, self.data_dir):
-            check_writable(folder)  # before anything is imported or trained
+        check_writable(self.results_dir)  # before anything is imported or trained
+        read_only = self._read_only_cache()
+        self.publisher.remove_abandoned()
+        self.publisher.check_suite(suite.name)
+        check_sizes(suite)
         if self.threads:
             torch.set_num_threads(self.threads)  # for the estimate; each job sets its own
         sources = survey(suite, self.preparer.store, self.data_root)
         unprepared = any(s.action != "cached" for s in sources)
+        if read_only and unprepared:
+            raise read_only
         if before is not None and unprepared:  # warn before the long road: importing and generating come first
             before(self.rough_estimate(suite, sources))
         the_plan, data = self.plan(suite)
         recorded = self.publisher.recorded(the_plan)
         jobs = [j.with_cells({c.key for c in j.cells} - recorded) for j in the_plan.jobs]
         jobs = [j for j in jobs if j.cells]
+        checkpoints = CheckpointStore(self.data_dir)
+        cached = {c.key for j in jobs for c in j.candidates if checkpoints.has(c.key)}
+        if read_only and any(c.key not in cached for j in jobs for c in j.candidates):
+            raise NotWritableError(f"{read_only} and it lacks checkpoints this run would train")
         if before is not None and jobs and not unprepared:
-            checkpoints = CheckpointStore(self.data_dir)
-            cached = {c.key for j in jobs for c in j.candidates if checkpoints.has(c.key)}
             before(self.estimate(jobs, the_plan, data, cached))
         settings = Settings(self.data_dir, self.device, self.progress, self.threads, git_commit())
-        computed = []
+        computed: list[Path] = []
+        failed: list[JobFailure] = []
+        by_key = {j.key: j for j in jobs}
         bar = tqdm(total=len(jobs), desc=suite.name, unit="job", disable=no_bars(self.progress))
+
         def started(job: JobPlan) -> None:
             self.report(f"start {job.label}: {len(job.candidates)} candidates, {len(job.cells)} cells")
 
-        for result in self.executor.run(suite, jobs, data, settings, started):
-            computed += self.publisher.write(result)
-            bar.update()
-            self.report(f"done {result.label}: {result.seconds:.0f} s, {result.trained} trained, "
-                        f"{result.headline()}")
-        bar.close()
-        records = self.publisher.records(the_plan)
-        self.publisher.write_source_cards(the_plan, data)
-        leaderboard = self.publisher.render(the_plan, records)
+        with _stop_when_unwritable(self.results_dir, computed):
+            for outcome in self.executor.run(suite, jobs, data, settings, started):
+                bar.update()
+                if isinstance(outcome, JobFailure):
+                    self.publisher.write_failure(by_key[outcome.job], outcome.reason, suite, data, settings)
+                    failed.append(outcome)
+                    self.report(f"FAILED {outcome.label}: {outcome.reason}")
+                    continue
+                computed += self.publisher.write(outcome)
+                self.report(f"done {outcome.label}: {outcome.seconds:.0f} s, {outcome.trained} trained, "
+                            f"{outcome.headline()}")
+            bar.close()
+            records = self.publisher.records(the_plan, checked=recorded)
+            self.publisher.write_source_cards(the_plan, data)
+            leaderboard = self.publisher.render(the_plan, records)
         skipped = [self.publisher.record_path(k) for k in sorted(recorded)]
-        return RunSummary(computed, skipped, leaderboard, records)
+        return RunSummary(computed, skipped, leaderboard, records, failed)
+
+    def _read_only_cache(self) -> NotWritableError | None:
+        """None if the cache can be written; else the error, which the run raises once it needs to write there."""
+        try:
+            check_writable(self.data_dir)
+        except NotWritableError as exc:
+            return exc
+        return None

@@ -6,6 +6,11 @@ functions accept, duplicates and two names for the same images are refused. An e
 value and what is allowed. Suite files are untrusted input: their size and the number of YAML nodes after
 alias expansion are capped before any Python object is built. Size knobs (subset limits, epochs, seeds,
 bootstrap resamples) can be overridden from the command line without editing the file.
+
+A suite file may ``include:`` others (shared declarations such as ``suites/_cifake.yaml``; see
+:func:`_with_includes` for the merge rules). Sources may carry ``tags``; training and test lists select sources
+by name, pattern or :class:`TagSelector`; ``partition`` declares disjoint, seeded parts of sources (the ``part``
+importer, :mod:`bench.parts`).
 """
 
 from __future__ import annotations
@@ -14,13 +19,19 @@ import difflib
 import fnmatch
 import inspect
 import json
+import operator
 import posixpath
+import re
+from collections.abc import Callable
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, get_args
+from types import SimpleNamespace
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic.errors import PydanticSchemaGenerationError
 
 from bench.attribution import ATTRIBUTIONS, AttributionSettings
 from bench.detector import DETECTORS
@@ -30,9 +41,12 @@ from bench.perturbations import PERTURBATIONS, parameters_model
 from bench.recipe import Recipe
 from bench.registry import Registry, UnknownPluginError
 from bench.sources import NAME_PATTERN, Label
+from bench.weights import WEIGHT_SUFFIXES, logit_to_probability, probability_to_logit
 
 MAX_SUITE_BYTES = 1_000_000
 MAX_SUITE_NODES = 100_000  # YAML nodes after alias expansion; the shipped suites have a few hundred
+MAX_INCLUDES = 50  # distinct files one suite may include, directly or through other included files
+TRAIN_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@+-]*$")  # source names' rule, plus '+' for joined sets
 
 
 class SuiteError(ValueError):
@@ -86,11 +100,15 @@ class SourceSpec(Strict):
     """How to obtain one source: which importer, from where (relative to the data root), with which label.
 
     The ``generator`` importer trains a registered generator on the real source ``train_source`` (unless
-    its ``config`` names pretrained weights) and samples ``count`` images with ``seed``.
+    its ``config`` names pretrained weights) and samples ``count`` images with ``seed``; the ``part`` importer
+    holds one of the disjoint, seeded ``parts`` of the declared source ``source`` (``seed`` draws the split).
+    ``tags`` say what the source is (e.g. family, kind, year): train and test lists select sources by them, and
+    leaderboards group test sources by them; they do not change the images.
     """
 
-    importer: str = Field(description="importer plugin (`bench list importers`): cifake, folder, npz, cached "
-                          "(a source already in the cache) or generator (images sampled from a generator plugin)")
+    importer: str = Field(description="importer plugin: cifake, folder, npz, cached (a source already in the "
+                          "cache), generator (images sampled from a generator plugin), perturbed (a corrupted "
+                          "copy of another source) or part (a disjoint part of another source)")
     label: Label
     split: Literal["train", "test"] = "test"
     path: str | None = Field(None, description="file or folder under the data root (folder and npz importers)")
@@ -104,6 +122,13 @@ class SourceSpec(Strict):
     source: str | None = Field(None, description="declared source whose images are perturbed (perturbed importer)")
     perturbation: dict[str, Any] | None = Field(
         None, description="the corruption applied to every image of 'source', e.g. {name: blur, sigma: 1}"
+    )
+    parts: dict[str, float] | None = Field(
+        None, description="part importer: the share of 'source' in each part, e.g. {train: 0.5, test: 0.5}"
+    )
+    part: str | None = Field(None, description="part importer: the part of 'source' this source holds")
+    tags: dict[str, str | int] = Field(
+        {}, description="what the source is, e.g. {family: dcgan, kind: gan, year: 2016}: selection, leaderboards"
     )
 
     @field_validator("path")
@@ -124,7 +149,8 @@ class SourceSpec(Strict):
     @model_validator(mode="after")
     def _importer_fields(self) -> SourceSpec:
         importer = IMPORTERS.get(self.importer)
-        own = {"path", "key", "generator", "config", "train_source", "count", "seed", "source", "perturbation"}
+        own = {"path", "key", "generator", "config", "train_source", "count", "seed", "source", "perturbation",
+               "parts", "part"}
         used = sorted(k for k in own - importer.fields if getattr(self, k) != type(self).model_fields[k].default)
         if used:
             raise ValueError(f"{', '.join(used)}: the {self.importer} importer does not take these keys "
@@ -133,8 +159,108 @@ class SourceSpec(Strict):
         return self
 
 
+Condition = str | int | list[str | int] | dict[Literal["le", "lt", "ge", "gt", "ne"], str | int]
+COMPARISONS = {"le": operator.le, "lt": operator.lt, "ge": operator.ge, "gt": operator.gt, "ne": operator.ne}
+WILDCARDS = frozenset("*?[")
+
+
+def _holds(value: str | int, condition: Condition) -> bool:
+    """Whether a tag's value meets a condition: equal to a value, one of a list, or every comparison (a value of
+    another type than the bound never meets it)."""
+    if isinstance(condition, dict):
+        return all(type(value) is type(bound) and COMPARISONS[op](value, bound) for op, bound in condition.items())
+    if isinstance(condition, list):
+        return value in condition
+    return value == condition
+
+
+class TagSelector(Strict):
+    """Sources selected by their tags, e.g. ``{tag: {kind: gan, year: {le: 2017}}}``: every condition must hold. A
+    condition is a value (equal), a list (any of them) or comparisons (le, lt, ge, gt, ne); a source without the
+    tag never matches."""
+
+    tag: dict[str, Condition] = Field(min_length=1)
+
+    @field_validator("tag")
+    @classmethod
+    def _comparisons(cls, tag: dict[str, Condition]) -> dict[str, Condition]:
+        empty = [key for key, condition in tag.items() if isinstance(condition, dict | list) and not condition]
+        if empty:
+            raise ValueError(f"tag {empty[0]!r}: give a value, a list of values or comparisons (le, lt, ge, gt, ne)")
+        return tag
+
+    def matches(self, tags: dict[str, str | int]) -> bool:
+        return all(key in tags and _holds(tags[key], condition) for key, condition in self.tag.items())
+
+    def __str__(self) -> str:
+        return yaml.safe_dump(self.model_dump(), default_flow_style=True, sort_keys=False).strip()
+
+
+Selection = str | TagSelector
+
+
+def describe_selection(selection: Selection) -> str:
+    """A name, pattern or tag selector as a suite writes it, for messages."""
+    return str(selection) if isinstance(selection, TagSelector) else repr(selection)
+
+
+def select(sources: dict[str, SourceSpec], selection: Selection, label: str | None = None,
+           split: str | None = None) -> list[str]:
+    """The declared sources with ``label`` and ``split`` (any when None) that ``selection`` picks, in declaration
+    order: a name, a wildcard pattern such as ``"*"``, or a :class:`TagSelector`."""
+    def picked(name: str, spec: SourceSpec) -> bool:
+        if isinstance(selection, TagSelector):
+            return selection.matches(spec.tags)
+        return fnmatch.fnmatchcase(name, selection)
+
+    return [name for name, spec in sources.items() if label in (None, spec.label) and split in (None, spec.split)
+            and picked(name, spec)]
+
+
+class Partition(Strict):
+    """Disjoint, seeded parts of the declared sources that ``of`` selects: each selected source S gets one source
+    per part, named ``S.<part>`` (the ``part`` importer), with S's label and tags plus ``part: <part>``; a part's
+    name is its split, e.g. ``{of: {tag: {year: {le: 2017}}}, parts: {train: 0.5, test: 0.5}, seed: 0}``."""
+
+    of: Selection
+    parts: dict[Literal["train", "test"], float] = Field(min_length=1)
+    seed: int = Field(0, ge=0, description="seed of the split")
+
+
+def _resolved(items: list[Any], specs: dict[str, SourceSpec], label: str, where: str) -> list[Any]:
+    """A training list with its patterns and tag selectors replaced by the names of the declared training sources
+    (split 'train') with ``label`` that they select; an error names a selector that selects none."""
+    names: list[Any] = []
+    for item in items:
+        if isinstance(item, str) and not WILDCARDS & set(item):
+            names.append(item)  # a name: checked with the other references
+            continue
+        try:
+            selection = item if isinstance(item, str | TagSelector) else TagSelector.model_validate(item)
+        except ValidationError as exc:
+            raise ValueError(f"{where}: {item!r} is neither a source name, a pattern nor a tag selector such as "
+                             f"{{tag: {{kind: gan}}}} ({_explain(exc)})") from None
+        chosen = select(specs, selection, label, "train")
+        if not chosen:
+            raise ValueError(f"{where}: {describe_selection(selection)} selects no declared {label} source with "
+                             f"split 'train' (tags: {_tags_in(specs)})")
+        names += chosen
+    return list(dict.fromkeys(names))
+
+
+def _tags_in(specs: dict[str, SourceSpec]) -> str:
+    """The tags the declared sources carry and their values, for messages."""
+    values: dict[str, set] = {}
+    for spec in specs.values():
+        for key, value in spec.tags.items():
+            values.setdefault(key, set()).add(value)
+    return "; ".join(f"{k}: {', '.join(sorted(map(str, v)))}" for k, v in sorted(values.items())) or "none"
+
+
 class TrainSet(Strict):
-    """Training data: real and fake sources, with an optional per-class subset size."""
+    """Training data: real and fake sources, with an optional per-class subset size. A list may name sources,
+    or select them by pattern or :class:`TagSelector` among the training sources (split 'train') of its label;
+    the suite replaces those with the names they select when it loads."""
 
     name: str
     real: list[str] = Field(min_length=1)
@@ -145,6 +271,14 @@ class TrainSet(Strict):
         "scores the log-odds of 'not real', and records say which class each test image was given"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not TRAIN_NAME_PATTERN.match(name):
+            raise ValueError(f"training set name {name!r}: use lower-case letters, digits, '.', '_', '-', '@', '+', "
+                             "starting with a letter or digit (it names table rows and files)")
+        return name
+
     @model_validator(mode="after")
     def _sources_to_attribute(self) -> TrainSet:
         if self.attribute_sources and len(self.fake) < 2:
@@ -153,21 +287,71 @@ class TrainSet(Strict):
 
 
 class TestSet(Strict):
-    """Test data: one real source scored against each fake source (names or wildcard patterns)."""
+    """Test data: one real source scored against each fake source (names, wildcard patterns or tag selectors,
+    among the declared fake sources with split 'test')."""
 
     real: str
-    fake: list[str] = Field(min_length=1)
+    fake: list[Selection] = Field(min_length=1)
     limit: int | None = Field(None, ge=10, description="images per source (None: all)")
 
 
+class FixedThreshold(Strict):
+    """A decision threshold a suite states for weights trained elsewhere: a probability or a logit (one of them)."""
+
+    probability: float | None = Field(None, gt=0, lt=1, description="predict fake at this probability or above")
+    logit: float | None = Field(None, description="predict fake at this logit or above")
+
+    @model_validator(mode="after")
+    def _one(self) -> FixedThreshold:
+        if (self.probability is None) == (self.logit is None):
+            raise ValueError("give the threshold as either probability (e.g. 0.5) or logit (e.g. 0.0), one of them")
+        return self
+
+    @property
+    def value(self) -> float:
+        """The threshold as a logit, what detectors output."""
+        return probability_to_logit(self.probability) if self.logit is None else self.logit
+
+    def describe(self) -> str:
+        """e.g. ``fixed: probability 0.5 (logit 0)``."""
+        if self.logit is None:
+            return f"fixed: probability {self.probability:g} (logit {self.value:.6g})"
+        return f"fixed: logit {self.logit:g} (probability {logit_to_probability(self.logit):.6g})"
+
+
+def _annotation_adapter(factory: Callable[..., Any], parameter: str) -> TypeAdapter | None:
+    """A validator of the factory parameter's annotation; None without one, or for one that names something the
+    plugin imports only for type checkers."""
+    annotation = getattr(factory, "__annotations__", {}).get(parameter)
+    if annotation is None:
+        return None
+    try:
+        hints = get_type_hints(SimpleNamespace(__annotations__={parameter: annotation}),
+                               globalns=getattr(factory, "__globals__", {}))
+        return TypeAdapter(hints[parameter])
+    except (NameError, TypeError, PydanticSchemaGenerationError):
+        return None
+
+
 class DetectorEntry(Strict):
-    """One detector of a suite: its constructor arguments, recipe overrides and hyperparameter grid."""
+    """One detector of a suite: its constructor arguments, recipe overrides and hyperparameter grid; or, with
+    ``weights``, a detector trained elsewhere that is scored as it is (evaluate-only)."""
 
     name: str
     kwargs: dict[str, Any] = {}
     recipe: dict[str, Any] = {}
     grid: dict[str, list[Any]] = Field({}, description="recipe field -> values; the best is chosen on validation")
     pretrained: str | None = None
+    weights: str | None = Field(None, description="evaluate-only: a .safetensors file or a PyTorch .pt/.pth state dict "
+                                "(loaded with weights_only) scored as it is, never trained here")
+    strip_prefix: str | None = Field(None, description="evaluate-only: removed from the front of the weights' "
+                                     "names, e.g. 'module.'")
+    add_prefix: str | None = Field(None, description="evaluate-only: put in front of every name of the weights")
+    threshold: FixedThreshold | None = Field(None, description="evaluate-only: a fixed decision threshold, "
+                                             "{probability: P} or {logit: Z} (default: probability 0.5)")
+    calibrate: list[str] = Field([], description="evaluate-only: training sets whose validation split chooses the "
+                                 "threshold, by the rule training uses; the detector is listed beside each of them "
+                                 "(without it, beside every training set, at the fixed threshold)")
 
     @field_validator("name")
     @classmethod
@@ -204,6 +388,58 @@ class DetectorEntry(Strict):
             raise ValueError(f"kwargs: detector {self.name!r} takes no argument(s) {', '.join(unknown)}; "
                              f"allowed: {', '.join(accepted) or 'none'}")
         return self
+
+    @model_validator(mode="after")
+    def _argument_types(self) -> DetectorEntry:
+        """Every kwarg's value fits its factory parameter's annotation, read as JSON reads it (a list for a tuple,
+        an int for a float; never a string or a float for an int); an annotation that cannot be resolved outside
+        the plugin's type checking is not checked."""
+        factory = DETECTORS.get(self.name).factory
+        for key, value in self.kwargs.items():
+            adapter = _annotation_adapter(factory, key)
+            if adapter is None:
+                continue
+            try:
+                adapter.validate_json(json.dumps(value, default=str), strict=True)
+            except ValidationError as exc:
+                raise ValueError(f"kwargs: {key}: {value!r} is not what detector {self.name!r} takes there "
+                                 f"({exc.errors()[0]['msg']})") from None
+        return self
+
+    @model_validator(mode="after")
+    def _evaluate_only(self) -> DetectorEntry:
+        """``weights`` excludes training settings; the threshold and key options need ``weights``."""
+        if self.weights is None:
+            stray = [k for k in ("strip_prefix", "add_prefix", "threshold", "calibrate") if getattr(self, k)]
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: only for a detector trained elsewhere; add weights: FILE")
+            return self
+        trained = [k for k in ("recipe", "grid", "pretrained") if getattr(self, k)]
+        if trained:
+            raise ValueError(f"{', '.join(trained)}: the detector's weights come from {self.weights} and it is not "
+                             "trained here; leave these out")
+        if Path(self.weights).suffix.lower() not in WEIGHT_SUFFIXES:
+            raise ValueError(f"weights {self.weights!r}: give a {', '.join(WEIGHT_SUFFIXES)} file")
+        if not DETECTORS.get(self.name).differentiable:
+            raise ValueError(f"weights: detector {self.name!r} is an estimator, which takes no weights file")
+        if self.threshold is not None and self.calibrate:
+            raise ValueError("threshold and calibrate: give a fixed threshold or the training sets to choose it on, "
+                             "not both")
+        if len(set(self.calibrate)) < len(self.calibrate):
+            raise ValueError(f"calibrate lists a training set twice ({self.calibrate})")
+        return self
+
+    @property
+    def evaluate_only(self) -> bool:
+        """Whether the detector's weights come from a file rather than from training here."""
+        return self.weights is not None
+
+    def threshold_rule(self) -> str:
+        """How an evaluate-only detector's threshold is set, in words."""
+        if self.calibrate:
+            return ("chosen on the validation split of its training set's sources, by the rule training uses: the "
+                    "highest balanced accuracy (Youden's J); test images are never used")
+        return (self.threshold or FixedThreshold(probability=0.5)).describe()
 
 
 class PerturbationEntry(Strict):
@@ -261,6 +497,9 @@ class Suite(Strict):
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1)
     data_seed: int = Field(0, ge=0, description="seed of the subset draws, shared by all training seeds")
     sources: dict[str, SourceSpec]
+    partition: list[Partition] = Field(
+        [], description="disjoint, seeded parts of declared sources, each declared as a source '<source>.<part>'"
+    )
     train: list[TrainSet] = Field(min_length=1)
     test: TestSet
     detectors: list[DetectorEntry] = Field(min_length=1)
@@ -281,6 +520,54 @@ class Suite(Strict):
     )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples per confidence interval (0: none)")
     ci_level: float = Field(0.95, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """Declare the sources that ``partition`` makes, and replace the patterns and tag selectors of the training
+        lists with the names they select. Idempotent: a suite's dump (which holds both) validates to itself."""
+        if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+            return data
+        try:
+            specs = {name: SourceSpec.model_validate(raw) for name, raw in data["sources"].items()}
+        except ValidationError:
+            return data  # the validation of 'sources' reports it first
+        sources, made_specs = dict(data["sources"]), {}
+        partitions = data.get("partition") or []
+        for i, raw in enumerate(partitions if isinstance(partitions, list) else []):
+            try:
+                entry = Partition.model_validate(raw)
+            except ValidationError:
+                continue  # reported by the validation of 'partition'
+            chosen = select(specs, entry.of)
+            made = {f"{base}.{part}" for base in chosen for part in entry.parts}
+            bases = [name for name in chosen if name not in made]  # a dump also declares the parts themselves
+            if not bases:
+                raise ValueError(f"partition.{i}.of: {describe_selection(entry.of)} selects no declared source "
+                                 f"(tags: {_tags_in(specs)})")
+            for base in bases:
+                for part in entry.parts:
+                    name, spec = f"{base}.{part}", specs[base]
+                    derived = {"importer": "part", "source": base, "parts": dict(entry.parts), "part": part,
+                               "seed": entry.seed, "label": spec.label, "split": part,
+                               "tags": spec.tags | {"part": part}}
+                    try:
+                        made_specs[name] = SourceSpec.model_validate(derived)
+                    except ValidationError as exc:
+                        raise ValueError(f"partition.{i}: {_explain(exc)}") from None
+                    if name in data["sources"] and specs.get(name) != made_specs[name]:
+                        raise ValueError(f"source {name!r} is declared and also made by partition.{i}: rename it")
+                    sources[name] = derived
+        specs |= made_specs
+        result = {**data, "sources": sources}
+        if isinstance(data.get("train"), list):
+            result["train"] = [
+                {**entry, **{label: _resolved(entry[label], specs, label, f"train '{entry.get('name')}' {label}")
+                             for label in ("real", "fake") if isinstance(entry.get(label), list)}}
+                if isinstance(entry, dict) else entry
+                for entry in data["train"]
+            ]
+        return result
 
     @field_validator("attribution")
     @classmethod
@@ -339,6 +626,18 @@ class Suite(Strict):
             seen.append((entry.name, entry.kwargs))
         return detectors
 
+    @model_validator(mode="after")
+    def _calibration_sets(self) -> Suite:
+        """An evaluate-only detector calibrates on training sets of this suite (never on test sources)."""
+        names = [t.name for t in self.train]
+        for entry in self.detectors:
+            unknown = [n for n in entry.calibrate if n not in names]
+            if unknown:
+                raise ValueError(f"detector {entry.name!r}: calibrate names {', '.join(map(repr, unknown))}, not a "
+                                 f"training set of this suite ({', '.join(names)}); name training sets, whose sources "
+                                 "are never test sources")
+        return self
+
     @field_validator("perturbations")
     @classmethod
     def _distinct_perturbations(cls, perturbations: list[PerturbationEntry]) -> list[PerturbationEntry]:
@@ -367,8 +666,10 @@ class Suite(Strict):
             if spec.source is not None:
                 self._check_source(spec.source, spec.label, f"sources.{name}.source", declared)
         self._check_source(self.test.real, "real", "test real", declared)
-        if not self.test_fakes():
-            raise ValueError(f"test fake {self.test.fake} matches no declared fake test source ({declared})")
+        for selection in self.test.fake:
+            if not select(self.sources, selection, "fake", "test"):
+                raise ValueError(f"test fake {describe_selection(selection)} matches no declared fake test source "
+                                 f"(split 'test'; declared: {declared}; tags: {_tags_in(self.sources)})")
         if any(t.attribute_sources for t in self.train):
             for entry in self.detectors:
                 if not DETECTORS.get(entry.name).attributes_sources:
@@ -413,7 +714,8 @@ class Suite(Strict):
         spec = self.sources[name]
         if spec.importer == "cached":
             return ("cached", name), f"cached source {name!r}"
-        ignored = {"label", "split", "skip_bad"} if spec.importer in ("folder", "npz", "generator") else {"skip_bad"}
+        ignored = {"label", "split", "skip_bad", "tags"} if spec.importer in ("folder", "npz", "generator") else {
+            "skip_bad", "tags"}
         settings = spec.model_dump(exclude=ignored)
         if spec.path is not None:
             settings["path"] = posixpath.normpath(spec.path)
@@ -427,15 +729,23 @@ class Suite(Strict):
         if self.sources[name].label != label:
             raise ValueError(f"{where}: source {name!r} is labelled {self.sources[name].label!r}, expected {label!r}")
 
+    def used_sources(self) -> list[str]:
+        """The declared sources a run needs, in declaration order: those the training and test lists use, and the
+        sources those are made from (a generator's training data, a perturbed or split source's input)."""
+        needed = {n for t in self.train for n in [*t.real, *t.fake]} | {self.test.real, *self.test_fakes()}
+        pending = list(needed)
+        while pending:
+            spec = self.sources[pending.pop()]
+            for name in (spec.train_source, spec.source):
+                if name and name not in needed:
+                    needed.add(name)
+                    pending.append(name)
+        return [name for name in self.sources if name in needed]
+
     def test_fakes(self) -> list[str]:
-        """The fake test sources: declared fake, split 'test' sources matching the test patterns, in order."""
-        found: list[str] = []
-        for pattern in self.test.fake:
-            for name, spec in self.sources.items():
-                if spec.label == "fake" and spec.split == "test" and fnmatch.fnmatchcase(name, pattern):
-                    if name not in found:
-                        found.append(name)
-        return found
+        """The fake test sources: declared fake, split 'test' sources selected by the test list, in order."""
+        return list(dict.fromkeys(name for selection in self.test.fake
+                                  for name in select(self.sources, selection, "fake", "test")))
 
     def with_overrides(
         self,
@@ -479,9 +789,10 @@ class Suite(Strict):
 
 
 def suite_names(pattern: str = "*") -> list[str]:
-    """Names of the suites shipped with bench."""
+    """Names of the suites shipped with bench (not the parts they include, whose names start with '_')."""
     files = resources.files("bench.suites").iterdir()
-    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml") and fnmatch.fnmatchcase(f.name[:-5], pattern))
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml") and not f.name.startswith("_")
+                  and fnmatch.fnmatchcase(f.name[:-5], pattern))
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
@@ -491,7 +802,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
         if not path.is_file():
             raise SuiteError(f"suite file {path} not found")
         with open(path, "rb") as handle:
-            content, where = handle.read(MAX_SUITE_BYTES + 1), str(path)
+            content, where, folder = handle.read(MAX_SUITE_BYTES + 1), str(path), path.resolve().parent
     else:
         shipped = resources.files("bench.suites") / f"{name_or_path}.yaml"
         if not shipped.is_file():
@@ -501,11 +812,81 @@ def load_suite(name_or_path: str | Path) -> Suite:
                 f"unknown suite {str(name_or_path)!r}.{hint} Shipped suites: {', '.join(suite_names())}; "
                 "or give the path of a .yaml file"
             )
-        content, where = shipped.read_bytes(), f"suites/{name_or_path}.yaml"
+        content, where, folder = shipped.read_bytes(), f"suites/{name_or_path}.yaml", resources.files("bench.suites")
     data = _parse_yaml(content, where)
     if not isinstance(data, dict):
         raise SuiteError(f"{where} must be a YAML mapping with keys {', '.join(Suite.model_fields)}")
-    return _validate(data, where)
+    return _validate(_with_includes(data, where, folder, [where], {}), where)
+
+
+def _include_file(reference: object, folder: Traversable, where: str) -> tuple[Traversable, str]:
+    """The file an ``include:`` entry names and how messages name it: a path ending in .yaml/.yml is read relative
+    to the including file, anything else is the name of a file shipped in bench's suites folder."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise SuiteError(f"{where}: include: give file names (relative to this file) or shipped names such as "
+                         f"_cifake, got {reference!r}")
+    if reference.endswith((".yaml", ".yml")):
+        target = Path(reference) if Path(reference).is_absolute() else folder.joinpath(*PurePosixPath(reference).parts)
+        if not target.is_file():
+            raise SuiteError(f"{where}: include {reference!r}: {target} not found (paths are relative to {where})")
+        return target, str(target)
+    target = resources.files("bench.suites") / f"{reference}.yaml"
+    if not target.is_file():
+        shipped = sorted(f.name[:-5] for f in resources.files("bench.suites").iterdir() if f.name.endswith(".yaml"))
+        raise SuiteError(f"{where}: include {reference!r}: no such shipped file (shipped: {', '.join(shipped)}); "
+                         "give a path ending in .yaml for a file of your own")
+    return target, f"suites/{reference}.yaml"
+
+
+def _with_includes(data: dict, where: str, folder: Traversable, chain: list[str], seen: dict[str, dict]) -> dict:
+    """``data`` merged over the files its ``include:`` names (a name or a list, each resolved the same way).
+
+    Included files are merged first, in order: a key that two of them set to different values is an error naming
+    both (mappings such as ``sources`` merge entry by entry, so only an entry both set differently conflicts).
+    Then ``data``'s own keys override theirs, mappings again entry by entry (an entry is replaced whole). An
+    include cycle is an error naming the files in it; ``seen`` holds the files already merged in this load.
+    """
+    data = dict(data)
+    references = data.pop("include", [])
+    merged: dict[str, Any] = {}
+    set_by: dict[tuple[str, ...], str] = {}
+    for reference in references if isinstance(references, list) else [references]:
+        target, name = _include_file(reference, folder, where)
+        if name in chain:
+            raise SuiteError(f"include cycle: {' -> '.join([*chain[chain.index(name):], name])}")
+        if name not in seen:
+            if len(seen) >= MAX_INCLUDES:
+                raise SuiteError(f"{where}: more than {MAX_INCLUDES} included files: a suite includes a few")
+            included = _parse_yaml(target.read_bytes(), name)
+            if not isinstance(included, dict):
+                raise SuiteError(f"{name} (included by {where}) must be a YAML mapping of suite keys")
+            seen[name] = _with_includes(included, name, _parent(target), [*chain, name], seen)
+        for key, value in seen[name].items():
+            if isinstance(value, dict) and isinstance(merged.get(key, {}), dict):
+                set_by.setdefault((key,), name)
+                for entry, item in value.items():
+                    _put(merged.setdefault(key, {}), (key, entry), item, name, set_by, where)
+            else:
+                _put(merged, (key,), value, name, set_by, where)
+    for key, value in data.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def _put(mapping: dict, path: tuple[str, ...], value: Any, name: str, set_by: dict, where: str) -> None:
+    """Set ``path``'s last key in ``mapping`` to a value from the included file ``name``; an error if another
+    included file set it to something else."""
+    if path in set_by and mapping[path[-1]] != value:
+        raise SuiteError(f"{set_by[path]} and {name} both set {'.'.join(path)}, differently: set it in one of them, "
+                         f"or in {where}, which overrides both")
+    set_by[path] = name
+    mapping[path[-1]] = value
+
+
+def _parent(target: Traversable) -> Traversable:
+    """The folder of an included file, where the files it includes are looked up."""
+    return target.parent if isinstance(target, Path) else resources.files("bench.suites")
 
 
 def _parse_yaml(content: bytes, where: str) -> Any:

@@ -98,6 +98,27 @@ def detection_scores(outputs: np.ndarray) -> np.ndarray:
     return outputs if outputs.ndim == 1 else fake_logits(torch.from_numpy(outputs)).numpy()
 
 
+class DivergedError(RuntimeError):
+    """Training diverged: validation scores that are not finite, or a validation loss that exploded."""
+
+
+DIVERGED_LOSS = 1e3  # mean validation cross-entropy in nats per image; a constant guess scores ln 2 = 0.69
+
+
+def check_converging(logits: np.ndarray, labels: np.ndarray, epoch: int) -> None:
+    """Raise :class:`DivergedError` if the validation ``logits`` after ``epoch`` are not all finite or their
+    cross-entropy exceeds :data:`DIVERGED_LOSS`: nothing trained from there is a result to publish."""
+    bad = int((~np.isfinite(logits)).sum())
+    if bad:
+        raise DivergedError(f"training diverged: {bad} of {len(logits)} validation scores are not finite after epoch "
+                            f"{epoch}; lower the learning rate (or check the detector's forward pass)")
+    loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(np.asarray(logits, np.float32)),
+                                                    torch.from_numpy(np.asarray(labels, np.float32))))
+    if loss > DIVERGED_LOSS:
+        raise DivergedError(f"training diverged: validation loss {loss:.3g} after epoch {epoch} (a constant guess "
+                            f"scores 0.69); lower the learning rate")
+
+
 def validation_split(labels: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and the validation part: a stratified, seeded split of the training data."""
     return train_test_split(np.arange(len(labels)), test_size=recipe.val_fraction, stratify=labels, random_state=seed)
@@ -178,7 +199,8 @@ def train_detector(
         running = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            batch = augment(x_train[idx].float().div_(255), recipe.augment, generator, recipe.max_shift)
+            batch = augment(x_train[idx].float().div_(255), recipe.augment, generator, recipe.max_shift,
+                            **recipe.augment_settings)
             with autocast(device):
                 if attributing:
                     loss = F.cross_entropy(detector.class_logits(batch).float(), y_train[idx])
@@ -192,6 +214,7 @@ def train_detector(
             bar.update()
         outputs = predict_logits(detector, x_val, device, per_class=attributing)
         logits = detection_scores(outputs)
+        check_converging(logits, y_val, epoch)
         val_threshold = choose_threshold(y_val, logits)
         scores = point_metrics(y_val, logits, val_threshold)
         if attributing:

@@ -9,10 +9,12 @@ missing one is retrained, which is deterministic on a CPU). What is compared:
   ``limit`` the test sources are cut to at most that many images (a different, smaller draw, so its numbers
   scatter more than the published intervals say): a number drifted when its re-measured confidence interval
   does not reach the published interval widened by the tolerance (where either side has no interval, its
-  value stands in for it). The tolerance is ``tolerance`` when given, else the published seed spread: the
-  standard deviation across training seeds of that number in the record's cell (its identity minus the
-  seed), at least ``FLOOR``; for a cell with one seed, the largest such spread in the record's folder; else
-  ``DEFAULT_TOLERANCE``.
+  value stands in for it). The tolerance is ``tolerance`` when given, else the published seed spread of the
+  *other* seeds: the standard deviation of that number across the training seeds of the record's cell (its
+  identity minus the seed) other than the record's own, at least ``FLOOR``, where there are two or more others;
+  else the fixed ``DEFAULT_TOLERANCE``. A record's own value never widens its own allowance.
+- Before anything is re-measured, every published record is checked against its own score file
+  (:func:`bench.integrity.check_records`); one that disagrees is refused, naming the file and the field.
 - Decision thresholds (the record's and its training's) must agree to ``THRESHOLD_RTOL`` (relative); for a
   record trained on another CPU than this machine's a difference is informational (not comparable across
   hardware), not a drift.
@@ -34,6 +36,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from bench.compare import Cell
+from bench.integrity import check_records
 from bench.provenance import content_key, hardware
 from bench.records import IDENTITY_FIELDS, CellIdentity, identity, load_records, metric_text
 from bench.runner import Runner
@@ -87,7 +90,7 @@ class Verification:
 
     def summary(self) -> str:
         tolerance = (f"{self.tolerance:g}" if self.tolerance is not None
-                     else f"each number's seed spread (at least {FLOOR:g})")
+                     else f"each number's spread over its other seeds (at least {FLOOR:g})")
         rule = (f"published intervals widened by {tolerance} (re-measured intervals on at most {self.limit} "
                 f"test images per source must reach them) and thresholds to {THRESHOLD_RTOL:g} relative"
                 if self.limit else f"published values ± {tolerance}, thresholds to {THRESHOLD_RTOL:g} relative "
@@ -143,36 +146,30 @@ def _interval(metric: dict) -> tuple[float, float] | None:
 
 
 class _Tolerances:
-    """Each number's tolerance for the records of one folder: ``given``, else from the seed spreads of its cells."""
+    """Each number's tolerance for the records of one folder: ``given``, else from the seed spreads of its cells,
+    never from the record under test (whose own value would widen its own allowance)."""
 
     def __init__(self, records: Iterable[dict], given: float | None) -> None:
         self.given = given
-        self.spreads: dict[Cell, dict[str, tuple[float, int]]] = {}  # cell -> number -> (std over seeds, seeds)
-        self.largest: dict[str, float] = {}
+        self.values: dict[Cell, dict[str, dict[int, float]]] = {}  # cell -> number -> seed -> published value
         if given is not None:
             return
-        cells: dict[Cell, dict[str, list[float]]] = {}
         for record in records:
-            values = cells.setdefault(Cell.of(record), {})
+            values = self.values.setdefault(Cell.of(record), {})
             for name, metric in _measures(record).items():
                 if not math.isnan(value := _value(metric)):
-                    values.setdefault(name, []).append(value)
-        for cell, values in cells.items():
-            self.spreads[cell] = {name: (statistics.stdev(v), len(v)) for name, v in values.items() if len(v) > 1}
-            for name, (spread, _) in self.spreads[cell].items():
-                self.largest[name] = max(self.largest.get(name, 0.0), spread)
+                    values.setdefault(name, {})[record["seed"]] = value
 
     def of(self, record: dict, name: str) -> Tolerance:
-        """The tolerance of the number ``name`` of ``record``."""
+        """The tolerance of the number ``name`` of ``record``: the spread of the cell's other seeds where it has two
+        or more others (at least ``FLOOR``), else the fixed ``DEFAULT_TOLERANCE``."""
         if self.given is not None:
             return Tolerance(self.given, "--tolerance")
-        if name in (cell := self.spreads[Cell.of(record)]):
-            spread, seeds = cell[name]
-            basis = f"seed spread of this cell ({seeds} seeds)"
-        elif name in self.largest:
-            spread, basis = self.largest[name], "largest seed spread in the folder"
-        else:
-            return Tolerance(DEFAULT_TOLERANCE, f"default {DEFAULT_TOLERANCE:g}")
+        values = self.values.get(Cell.of(record), {}).get(name, {})
+        others = [value for seed, value in values.items() if seed != record["seed"]]
+        if len(others) < 2:
+            return Tolerance(DEFAULT_TOLERANCE, f"default {DEFAULT_TOLERANCE:g}; fewer than 2 other seeds")
+        spread, basis = statistics.stdev(others), f"seed spread of this cell's other {len(others)} seeds"
         return Tolerance(spread, basis) if spread >= FLOOR else Tolerance(FLOOR, f"floor; {basis}: {spread:.2g}")
 
 
@@ -297,6 +294,7 @@ def verify(
     tolerances: dict[Path, _Tolerances] = {}
     for directory in directories:
         published = load_records(directory)
+        check_records(published)  # a record its own score file contradicts is refused before anything is re-run
         folder = _Tolerances(published.values(), tolerance)
         for path, record in published.items():
             if not _matches(record, detectors):

@@ -10,6 +10,10 @@ import pytest
 from bench.importers import import_cifake
 from bench.sources import SourceStore
 
+BUILTIN_DETECTORS = [  # every detector shipped in detectors/, sorted as `bench list detectors` lists them
+    "airbench-cnn", "alexnet", "cifake-cnn", "cnnspot", "dct-cnn", "dct-linear", "efficientnet-b0", "freqnet", "lenet",
+    "local-residual", "npr", "patch-classifier", "random-forest", "resnet50", "spectrum-lr", "vgg-cifake", "vit-tiny",
+]
 DATA_ROOT = Path(os.environ.get("BENCH_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

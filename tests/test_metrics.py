@@ -177,3 +177,34 @@ def test_proportions_at_zero_or_one_get_wilson_intervals():
 def test_without_resampling_there_are_no_intervals():
     metrics = evaluate(LABELS, SCORES, 0.5, n_boot=0)["metrics"]
     assert all(metric["ci"] is None and metric["interval"] is None for metric in metrics.values())
+
+
+def test_an_interval_that_leaves_out_its_own_value_is_not_reported():
+    """Fakes all scored below all reals (as under a strong attack): every resample with a duplicated image has tied
+    scores, which raise average precision, so all resamples lie above its value and no bootstrap interval made from
+    them (percentile, basic or BCa) contains it."""
+    labels = np.r_[np.zeros(300, int), np.ones(300, int)]
+    scores = np.r_[np.linspace(1.0, 2.0, 300), np.linspace(-2.0, -1.0, 300)]
+    samples = bootstrap_samples(labels, scores, 0.0, n_boot=200)
+    result = evaluate(labels, scores, 0.0, n_boot=200)["metrics"]
+    assert samples["average_precision"].min() > result["average_precision"]["value"]  # the case at hand
+    assert result["average_precision"] == {"value": result["average_precision"]["value"], "ci": None,
+                                           "interval": None}
+    for name, metric in result.items():
+        assert metric["ci"] is None or metric["ci"][0] <= metric["value"] <= metric["ci"][1], name
+
+
+def test_point_metrics_compare_scores_with_the_threshold_as_float64_like_the_bootstrap():
+    """A float32 score just below a float64 threshold that rounds to it in float32: the same side for both."""
+    score = np.float32(0.1)
+    threshold = float(np.nextafter(float(score), 1.0))  # above the score, but float32(threshold) == score
+    assert np.float32(threshold) == score
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([score, -1.0, 1.0, 2.0], dtype=np.float32)
+    point = point_metrics(labels, scores, threshold)
+    assert point["accuracy_real"] == point["accuracy"] == 1.0  # the real just below the threshold is called real
+    assert evaluate(labels, scores, threshold, n_boot=0)["confusion_matrix"] == [[2, 0], [0, 2]]
+    ranking = Ranking.of(labels, scores)  # every image once, counted as the bootstrap counts a resample
+    counted = metrics_from_counts(ranking.values, *resampled_counts(ranking, np.arange(2)[None], np.arange(2)[None]),
+                                  threshold)
+    assert {name: counted[name][0] for name in METRICS} == pytest.approx(point)

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import BUILTIN_DETECTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", "README.md", "bench", "detectors", "generators", "suites")
@@ -65,7 +66,5 @@ def test_installed_wheel_runs_from_its_own_files(wheel, tmp_path):
     files = run(python, "-c", "import bench.detectors, bench.suite; print(bench.__file__, bench.detectors.__file__)")
     assert all(Path(f).resolve().is_relative_to(venv.resolve()) for f in files.split()), files
     listed = run(venv / "bin" / "bench", "list", "detectors")
-    assert [line.split()[0] for line in listed.splitlines()] == [
-        "airbench-cnn", "alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50", "vgg-cifake",
-        "vit-tiny"]
+    assert [line.split()[0] for line in listed.splitlines()] == BUILTIN_DETECTORS
     assert "smoke" in run(venv / "bin" / "bench", "list", "suites").split()

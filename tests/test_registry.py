@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BUILTIN_DETECTORS
 
 from bench.detector import DETECTORS, build_detector
 from bench.generator import GENERATORS
 from bench.perturbations import PERTURBATIONS
 from bench.registry import Registry, UnknownPluginError
-
-BUILTIN_DETECTORS = ["airbench-cnn", "alexnet", "cifake-cnn", "efficientnet-b0", "lenet", "random-forest", "resnet50",
-                     "vgg-cifake", "vit-tiny"]
 
 
 def test_builtin_detectors_are_registered_and_map_images_to_one_logit():
@@ -31,7 +29,7 @@ def test_builtin_detectors_are_registered_and_map_images_to_one_logit():
 
 
 def test_wildcard_listing():
-    assert DETECTORS.names("*net*") == ["alexnet", "efficientnet-b0", "lenet", "resnet50"]
+    assert DETECTORS.names("*net*") == ["alexnet", "efficientnet-b0", "freqnet", "lenet", "resnet50"]
     assert DETECTORS.names("vit-?iny") == ["vit-tiny"]
     assert "clean" in PERTURBATIONS.names() and "jpeg" in PERTURBATIONS.names()
     assert GENERATORS.names("zz*") == []
