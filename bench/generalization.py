@@ -14,10 +14,11 @@ out of the view. Per detector and training set, on clean test images, with AUC a
 - per value of :data:`POOL_BY` (the kind): the macro mean over the unseen families of that kind.
 
 A family's AUC is the mean over its test sources (there is usually one) and over the training seeds. Intervals
-follow :func:`bench.statistics.seed_mean_interval`: the variance of a number adds its bootstrap variance over
-test images (every resample draws the real test images once, shared by all families, and each family's fakes on
-their own, and scores every seed and detector on that draw) to its variance across training seeds over their
-number. Detectors trained on the same set are compared on the unseen macro mean with
+are the t-type intervals of :func:`bench.statistics.seed_mean_interval`: the variance of a number adds its
+variance across training seeds over their number to the part of its bootstrap variance over test images that the
+seeds share (:func:`bench.statistics.shared_image_variance`); every resample draws the real test images once,
+shared by all families, and each family's fakes on their own, and scores every seed and detector on that draw.
+Detectors trained on the same set are compared on the unseen macro mean with
 :func:`bench.statistics.seed_difference_test` (paired by seed, same image draws), Holm-adjusted across the pairs
 of that training set (:func:`bench.statistics.holm`). The heatmap shows every detector against every family,
 ordered by kind and year, per training set.
@@ -37,7 +38,7 @@ import pandas as pd
 from bench.compare import Aggregate, scored_images, verdict_text
 from bench.metrics import CHUNK_ELEMENTS, Ranking, metrics_from_counts, resampled_counts
 from bench.records import metric_text
-from bench.statistics import holm, seed_difference_test, seed_mean_interval
+from bench.statistics import holm, seed_difference_test, seed_mean_interval, shared_image_variance
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
@@ -51,14 +52,15 @@ NOTE = (
     "(macro): the mean AUC over the unseen families, each family weighted equally whatever its number of images. "
     "Worst: the unseen family with the lowest AUC, with its cell's interval. Gap: seen minus unseen macro mean. "
     "Per {pool}: the macro mean over that {pool}'s unseen families (n: how many). Each number is a mean over "
-    "training seeds; its interval adds the bootstrap variance over test images (the real test images drawn once "
-    "for all families, each family's fakes on their own) to the variance across seeds over their number (t "
-    "interval, Welch-Satterthwaite degrees of freedom); with one seed it covers the test images only."
+    "training seeds with the t-type interval of the cells' tables: the variance across seeds over their number plus "
+    "the test-image variance the seeds share, bootstrapped with the real test images drawn once for all families "
+    "and each family's fakes on their own; with one seed it covers the test images only."
 )
 COMPARISON_NOTE = (
-    "Detectors trained on the same set, compared on the unseen macro mean: the difference A - B with its t interval "
-    "(image part from the same bootstrap draws for both, seed part paired by seed), p-values Holm-adjusted across "
-    "the pairs of the training set; the verdict comes from the adjusted p-value."
+    "Detectors trained on the same set, compared on the unseen macro mean: the difference A - B with its t-type "
+    "interval (test images: the same bootstrap draws for both; seeds paired by seed number where both have the same "
+    "seeds), p-values Holm-adjusted across the pairs of the training set; the verdict comes from the adjusted "
+    "p-value."
 )
 
 
@@ -107,9 +109,9 @@ class Group:
 
 @dataclass(frozen=True)
 class Generalization:
-    """The view's numbers: ``summary`` (one row per detector and training set, with a column per value of
-    :data:`POOL_BY` in ``pools``), ``comparisons`` (pairs of detectors on the unseen macro mean) and ``heatmap``
-    (one row per detector, training set and family)."""
+    """The view's numbers: ``summary`` (one row per detector and training set, best unseen macro mean first, with a
+    column per value of :data:`POOL_BY` in ``pools``), ``comparisons`` (pairs of detectors on the unseen macro
+    mean) and ``heatmap`` (one row per detector, training set and family)."""
 
     summary: pd.DataFrame
     comparisons: pd.DataFrame
@@ -222,8 +224,8 @@ def _groups(aggregates: Sequence[Aggregate]) -> tuple[list[Group], dict[str, Fam
 
 
 def _resampled(groups: Sequence[Group]) -> dict[str, dict[str, np.ndarray]] | None:
-    """Per detector (of one training set) and family, the AUC's mean over seeds on each bootstrap draw of the test
-    images: (resamples,) arrays. Every draw takes the real test images once for all families (they are the same
+    """Per detector (of one training set) and family, the AUC of each seed on each bootstrap draw of the test
+    images: (resamples, seeds) arrays. Every draw takes the real test images once for all families (they are the same
     images) and each test source's fakes on its own; every detector and seed is scored on the same draws. None
     when a cell has no score files, the cells were scored on different real images or with other seeds, or the
     suite drew no resamples."""
@@ -248,9 +250,9 @@ def _resampled(groups: Sequence[Group]) -> dict[str, dict[str, np.ndarray]] | No
         real = rng.integers(0, n_real, (count, n_real))
         fakes = {source: rng.integers(0, sizes[source], (count, sizes[source])) for source in sources}
         for (detector, source), runs in rankings.items():
-            chunks[detector, source].append(np.mean([
+            chunks[detector, source].append(np.stack([
                 metrics_from_counts(ranking.values, *resampled_counts(ranking, real, fakes[source]), threshold)
-                ["roc_auc"] for ranking, threshold in runs], axis=0))
+                ["roc_auc"] for ranking, threshold in runs], axis=1))
     by_source = {key: np.concatenate(parts) for key, parts in chunks.items()}
     return {group.detector: {family: np.mean([by_source[group.detector, one.cell.tested_on] for one in ones], axis=0)
                              for family, ones in group.cells.items()} for group in groups}
@@ -265,11 +267,15 @@ def _interval(group: Group, families: Sequence[str], resampled: dict[str, np.nda
     per_seed = group.per_seed(families) - (group.per_seed(minus) if len(minus) else 0)
     if resampled is None:
         return {"mean": float(np.mean(per_seed)), "ci": None}
-    draws = np.mean([resampled[f] for f in families], axis=0) - (
-        np.mean([resampled[f] for f in minus], axis=0) if len(minus) else 0)
+    draws = _macro(resampled, families) - (_macro(resampled, minus) if len(minus) else 0)
     bounds = (-1.0, 1.0) if len(minus) else (0.0, 1.0)
-    summary = seed_mean_interval(per_seed, float(draws.var(ddof=1)), level, len(draws) - 1.0, bounds)
+    summary = seed_mean_interval(per_seed, shared_image_variance(draws, per_seed), level, len(draws) - 1.0, bounds)
     return {"mean": summary["mean"], "ci": summary["ci"]}
+
+
+def _macro(resampled: dict[str, np.ndarray], families: Sequence[str]) -> np.ndarray:
+    """(resamples, seeds) mean AUC over ``families`` on each draw."""
+    return np.mean([resampled[f] for f in families], axis=0)
 
 
 def _columns(name: str, result: dict) -> dict:
@@ -287,7 +293,9 @@ def generalization(aggregates: Sequence[Aggregate]) -> Generalization | None:
     pools = list(dict.fromkeys(str(families[f].tags.get(POOL_BY, "–")) for f in order))
     summary, comparisons, heatmap_rows = [], [], []
     for trained_on in dict.fromkeys(group.trained_on for group in groups):
-        members = [group for group in groups if group.trained_on == trained_on]
+        members = sorted((group for group in groups if group.trained_on == trained_on),  # best unseen mean first
+                         key=lambda g: (-np.mean([g.family_mean(f) for f in g.cells if f not in g.seen] or [-1]),
+                                        g.detector))
         resampled = _resampled(members)
         level = float(members[0].first.bootstrap["level"])
         unseen_of: dict[str, list[str]] = {}
@@ -332,10 +340,13 @@ def _comparisons(members: list[Group], unseen_of: dict[str, list[str]],
         families = unseen_of[a.detector]
         if families != unseen_of[b.detector]:
             continue  # not the same unseen families: not comparable
-        draws = (np.mean([resampled[a.detector][f] for f in families], axis=0)
-                 - np.mean([resampled[b.detector][f] for f in families], axis=0))
-        test = seed_difference_test(a.per_seed(families), b.per_seed(families), float(draws.var(ddof=1)),
-                                    paired=a.seeds == b.seeds, level=level, image_df=len(draws) - 1.0)
+        (draws_a, values_a), (draws_b, values_b) = ((_macro(resampled[g.detector], families), g.per_seed(families))
+                                                    for g in (a, b))
+        paired = a.seeds == b.seeds
+        image_variance = (shared_image_variance(draws_a - draws_b, values_a - values_b) if paired
+                          else shared_image_variance(draws_a, values_a, minus=(draws_b, values_b)))
+        test = seed_difference_test(values_a, values_b, image_variance, paired=paired, level=level,
+                                    image_df=len(draws_a) - 1.0)
         pairs.append({"trained_on": a.trained_on, "a": a.detector, "b": b.detector,
                       "a_unseen": float(a.per_seed(families).mean()), "b_unseen": float(b.per_seed(families).mean()),
                       "difference": test["difference"], "difference_ci_low": test["ci"][0],
