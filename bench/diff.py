@@ -41,7 +41,7 @@ from bench.statistics import holm, paired_bootstrap, seed_difference_test, t_tes
 LOWER_IS_BETTER = frozenset({"evasion_rate"})
 HEADLINE = ("accuracy", "roc_auc")  # shown for added and removed cells
 SEEDS = "t test over training seeds and test images (paired bootstrap)"
-SEED_VALUES = "t test over the stored per-seed values (no score files: test images only through them)"
+SEED_VALUES = "t test over the stored per-seed values (test-image variation only as it moves them)"
 FLOOR = "t test over test images (paired bootstrap) + seed spread"
 STORED_FLOOR = "t test from the stored intervals + seed spread"
 IMAGES_ONLY = "t test over test images only (paired bootstrap); seed-to-seed variation not covered"

@@ -21,7 +21,7 @@ Each replicate scores the three detectors on one set of bootstrap draws and call
 functions (``tests/test_coverage.py`` checks that they give the functions' results).
 
     python benchmarks/coverage.py [--replicates 200] [--resamples 100] [--images 200,2000] [--seeds 3,5]
-        [--seed-sd 0,0.02,0.04] [--jobs 1]
+        [--seed-sd 0,0.02,0.04] [--jobs 1] [--rng-seed 0]
 
 About 5 minutes with the defaults and ``--jobs 2`` on a quiet 2-core machine. The leaderboards draw 1,000
 resamples; fewer here only make the bootstrap variance noisier, which the intervals allow for (its degrees of
@@ -146,9 +146,9 @@ def simulate(point: Point, replicates: int, resamples: int, rng_seed: int = 0) -
     return {key: value / replicates for key, value in counts.items()} | {"seconds": time.perf_counter() - start}
 
 
-def _run(args: tuple[Point, int, int]) -> tuple[Point, dict[str, float]]:
-    point, replicates, resamples = args
-    return point, simulate(point, replicates, resamples)
+def _run(args: tuple[Point, int, int, int]) -> tuple[Point, dict[str, float]]:
+    point, replicates, resamples, rng_seed = args
+    return point, simulate(point, replicates, resamples, rng_seed)
 
 
 def main() -> None:
@@ -159,11 +159,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="3,5")
     parser.add_argument("--seed-sd", default="0,0.02,0.04", help="standard deviation of the per-seed AUC")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
+    parser.add_argument("--rng-seed", type=int, default=0, help="another value draws other replicates")
     args = parser.parse_args()
     grid = [Point(s, n, sd) for s, n, sd in product(
         [int(v) for v in args.seeds.split(",")], [int(v) for v in args.images.split(",")],
         [float(v) for v in args.seed_sd.split(",")])]
-    work = [(point, args.replicates, args.resamples) for point in grid]
+    work = [(point, args.replicates, args.resamples, args.rng_seed) for point in grid]
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(_run, work)) if args.jobs > 1 else [_run(w) for w in work]
     print(f"{args.replicates} replicates per row, {args.resamples} resamples, true mean AUC {AUC}, power at a true "
