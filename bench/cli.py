@@ -423,19 +423,24 @@ def leaderboard_render(directory: Path, title: str | None) -> None:
               help="Largest real drop of a metric that is not a regression (0.01: one point of accuracy).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the Markdown report here instead of printing it.")
+@click.option("--seed-spread", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Results folder whose spread across seeds is the noise floor of one-seed cells "
+              "(default: OLD's, else NEW's).")
 @friendly_errors
-def leaderboard_diff(old: Path, new: Path, tolerance: float, output: Path | None) -> None:
+def leaderboard_diff(old: Path, new: Path, tolerance: float, output: Path | None, seed_spread: Path | None) -> None:
     """Compare the records of the results folders OLD and NEW cell by cell, as Markdown.
 
-    Cells are matched by detector, training set, test source, perturbation and seed. A change is real
-    when the old and new confidence intervals do not overlap. Exits with status 1 when a metric got worse
-    by more than --tolerance and the change is real.
+    Cells are matched by detector, training set, test source, perturbation and seed. With several seeds on both
+    sides a cell is tested as its mean over seeds; a one-seed cell gets the paired image test plus the cell's
+    variance across seeds where a folder has several. Exits with status 1 when a metric got worse by more than
+    --tolerance and the change is real after Holm's correction.
     """
     from bench.diff import diff_records
     from bench.files import write_atomic
     from bench.records import load_records
 
-    result = diff_records(load_records(old), load_records(new), tolerance)
+    reference = load_records(seed_spread) if seed_spread else None
+    result = diff_records(load_records(old), load_records(new), tolerance, reference=reference)
     report = result.markdown(str(old), str(new))
     if output:
         write_atomic(output, report.encode())
