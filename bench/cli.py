@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import click
 
 from bench import __version__
+from bench.executors import EXECUTORS, ExecutorOptions
+from bench.registry import Registry, summary
 from bench.sources import LABELS
 
 if TYPE_CHECKING:
@@ -33,9 +35,12 @@ EXPECTED_ERRORS = {"bench.sources": "SourceError", "bench.suite": "SuiteError", 
                    "bench.records": "RecordError", "bench.scaffold": "ScaffoldError", "bench.plan": "PlanError",
                    "bench.executors": "ExecutorError", "bench.files": "NotWritableError",
                    "bench.weights": "WeightsError", "bench.export": "ExportError", "bench.predict": "PredictError"}
+# Every registry, by what `bench list` calls its plugins: the module that declares it and its name there (a
+# mapping of name -> declaration, or a bench.registry.Registry). tests/test_cli.py checks that none is left out.
 REGISTRIES = {"detectors": ("bench.detector", "DETECTORS"), "generators": ("bench.generator", "GENERATORS"),
-              "perturbations": ("bench.perturbations", "PERTURBATIONS"),
-              "attributions": ("bench.attribution", "ATTRIBUTIONS")}
+              "importers": ("bench.importer", "IMPORTERS"), "perturbations": ("bench.perturbations", "PERTURBATIONS"),
+              "attributions": ("bench.attribution", "ATTRIBUTIONS"), "metrics": ("bench.metrics", "REGISTRY"),
+              "executors": ("bench.executors", "EXECUTORS")}
 
 
 def expected_errors() -> tuple[type[Exception], ...]:
@@ -80,9 +85,7 @@ def main(verbose: bool) -> None:
 
 
 @main.command("list")
-@click.argument(
-    "kind", type=click.Choice(["detectors", "generators", "perturbations", "attributions", "suites", "sources"])
-)
+@click.argument("kind", type=click.Choice([*REGISTRIES, "suites", "sources"]))
 @click.argument("pattern", default="*")
 @data_dir_option
 @friendly_errors
@@ -105,13 +108,22 @@ def list_command(kind: str, pattern: str, data_dir: Path) -> None:
                 click.echo(f"{name}\t{m.label}\t{m.split}\t{m.count}\t{m.sha256[:12]}")
     else:
         module, attribute = REGISTRIES[kind]
-        registry = getattr(importlib.import_module(module), attribute)
-        names = registry.names(pattern)
+        for name, description in listing(getattr(importlib.import_module(module), attribute), pattern):
+            click.echo(f"{name}  {description}".rstrip())
+
+
+def listing(registry: Registry | dict, pattern: str) -> list[tuple[str, str]]:
+    """The names matching ``pattern`` in a registry (a :class:`Registry`, or a mapping of names to declarations,
+    described by their docstrings), padded to one width, with their descriptions; plugins that failed to load are
+    reported on stderr."""
+    if isinstance(registry, Registry):
+        named = [(name, registry.description(name)) for name in registry.names(pattern)]  # loads the plugins
         for broken, reason in registry.broken.items():
             click.echo(f"warning: plugin {broken!r} failed to load: {reason}", err=True)
-        width = max(map(len, names), default=0)
-        for name in names:
-            click.echo(f"{name:<{width}}  {registry.description(name)}".rstrip())
+    else:
+        named = sorted((name, summary(item)) for name, item in registry.items() if fnmatch.fnmatchcase(name, pattern))
+    width = max((len(name) for name, _ in named), default=0)
+    return [(f"{name:<{width}}", description) for name, description in named]
 
 
 def list_suites(pattern: str) -> None:
@@ -175,7 +187,7 @@ def import_cifake_command(path: Path | None, data_dir: Path, data_root: Path | N
     store = SourceStore(data_dir)
     for split in ("train", "test"):
         for label in LABELS:
-            manifest = import_cifake(store, location, split, label, skip_bad=skip_bad)
+            manifest = import_cifake(store, location, split, label, skip_bad=skip_bad, progress=None)
             click.echo(f"{manifest.name}: {manifest.count} images, sha256 {manifest.sha256[:12]}")
 
 
@@ -286,8 +298,9 @@ LONG_RUN_SECONDS = 3 * 3600  # beyond this estimate, bench run asks for --yes on
 @click.option("--add-detector", "add_detectors", multiple=True, help="Also run this registered detector, which "
               "the suite does not list (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where jobs run: this machine, or Ray tasks (a local Ray instance, or --address).")
+@click.option("--executor", type=click.Choice(EXECUTORS.names()), default="local", show_default=True,
+              help="Where jobs run (`bench list executors`): this machine, or Ray tasks (a local Ray instance, or "
+              "--address).")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs at once: worker processes sharing the GPU or splitting the CPU cores (ray: a local "
               "instance's job slots).")
@@ -298,8 +311,10 @@ LONG_RUN_SECONDS = 3 * 3600  # beyond this estimate, bench run asks for --yes on
               help="Ray: CPUs per job.")
 @click.option("--shared-cache", is_flag=True, help="Ray: workers read prepared data from --data-dir (a shared "
               "file system) instead of Ray's object store.")
-@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads per job [default: the cores, "
-              "split among --parallel workers]; 1 is often fastest on a busy machine.")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads per job [default: the suite's "
+              "threads, else the cores split among --parallel workers]; 1 is often fastest on a busy machine.")
+@click.option("--retrain", is_flag=True, help="Train every job again, replacing its cached checkpoints, and rescore "
+              "every cell (edits to a plugin detector's code are picked up without it).")
 @click.option("--dry-run", is_flag=True, help="Print the sources, jobs and cells with an estimated time; train "
               "and write nothing.")
 @click.option("--yes", is_flag=True, help="Go on without asking when the estimate is longer than a few hours.")
@@ -325,6 +340,7 @@ def run(
     cpus_per_job: float,
     shared_cache: bool,
     threads: int | None,
+    retrain: bool,
     dry_run: bool,
     yes: bool,
     progress: bool | None,
@@ -358,8 +374,8 @@ def run(
 
     runner = Runner(
         data_dir, results or Path("runs") / suite.name, data_root, device, progress=progress, report=report,
-        threads=threads,
-        executor=make_executor(executor, parallel, address, gpus_per_job, cpus_per_job, shared_cache),
+        threads=threads, retrain=retrain,
+        executor=make_executor(executor, ExecutorOptions(parallel, address, gpus_per_job, cpus_per_job, shared_cache)),
     )
     if dry_run:
         click.echo(runner.dry_run(suite).text())
@@ -400,19 +416,19 @@ def leaderboard() -> None:
 @friendly_errors
 def leaderboard_render(directory: Path, title: str | None) -> None:
     """Re-render DIRECTORY/leaderboard.{md,csv,json,html} from the records in DIRECTORY/records/."""
-    from bench.integrity import check_records
+    from bench.integrity import ScoreFiles, check_records
     from bench.leaderboard import write_leaderboard
     from bench.publish import load_failures
     from bench.records import load_records
 
-    loaded = load_records(directory)
-    check_records(loaded)  # a record whose numbers its score file contradicts is refused, by file and field
+    loaded, scores = load_records(directory), ScoreFiles(directory)  # score files read and resampled once
+    check_records(loaded, scores)  # a record whose numbers its score file contradicts is refused, by file and field
     records, failures = list(loaded.values()), load_failures(directory)
     if not records and not failures:
         raise click.ClickException(f"no records in {directory / 'records'}: run a suite first")
-    first = records[0] if records else failures[0]
-    description = first.get("suite_config", {}).get("description", "")
-    out = write_leaderboard(records, directory, title or first["suite"], description, failures=failures)
+    title = title or (records[0].suite if records else failures[0]["suite"])
+    description = (records[0].suite_config or {}).get("description", "") if records else ""
+    out = write_leaderboard(records, directory, title, description, failures=failures, scores=scores)
     click.echo(out["markdown"])
 
 

@@ -20,13 +20,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bench.metrics import CHUNK_ELEMENTS, METRICS, wilson_interval
-from bench.records import RecordError, by_identity, identity
-from bench.sources import content_hash
-from bench.statistics import Run, delong_test, holm, paired_bootstrap, seed_bootstrap, seed_mean_interval
-
-PROPORTIONS = ("accuracy", "precision", "recall", "accuracy_real", "accuracy_fake")
-COMPARED = {"roc_auc": "AUC", "balanced_accuracy": "Bal acc"}  # the headline metrics of detector comparisons
+from bench.integrity import load_scores
+from bench.metrics import CHUNK_ELEMENTS, METRICS, REGISTRY, Confusion, Metric, headline_metrics, wilson_interval
+from bench.records import Bootstrap, Record, RecordError, unique_cells
+from bench.statistics import (
+    ResampleCache,
+    Run,
+    delong_test,
+    holm,
+    paired_bootstrap,
+    seed_bootstrap,
+    seed_mean_interval,
+)
 
 
 class Cell(NamedTuple):
@@ -44,34 +49,25 @@ class Cell(NamedTuple):
         return self.detector if self.kwargs == "{}" else f"{self.detector} {self.kwargs}"
 
     @classmethod
-    def of(cls, record: dict) -> Cell:
-        return cls(*identity(record)[:5])
+    def of(cls, record: Record) -> Cell:
+        return cls(*record.identity[:5])
 
 
-def scored_images(record: dict) -> tuple[str, str]:
-    """The sha256 of the real and of the fake test images: equal for two records scored on the same images."""
-    return record["test"]["real"]["sha256"], record["test"]["fake"]["sha256"]
+class ScoreFiles:
+    """The score files of one results folder, each read and checked against its record's sha256 once
+    (:func:`bench.integrity.load_scores`), with the bootstrap resamples of each run computed once
+    (:class:`ResampleCache`): integrity checks, aggregation and comparisons of one render share them."""
 
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.resamples = ResampleCache()
+        self._runs: dict[str, Run | None] = {}
 
-def load_run(root: Path, record: dict) -> Run | None:
-    """The record's (labels, scores, threshold) from its score file under the results folder ``root``; None when it
-    has none (records before schema 2, or a folder copied without ``scores/``). A file that does not hold the
-    scores the record names (sha256) is an error."""
-    info = record.get("scores")
-    if not info:
-        return None
-    root = Path(root).resolve()
-    path = (root / info["file"]).resolve()
-    if not path.is_relative_to(root):
-        raise RecordError(f"record {record['key']} names a score file outside its results folder: {info['file']}")
-    if not path.is_file():
-        return None
-    scores = np.load(path, allow_pickle=False)
-    n_real, n_fake = record["n_real"], record["n_fake"]
-    if content_hash(scores) != info["sha256"] or scores.shape != (n_real + n_fake,):
-        raise RecordError(f"{path} does not hold the scores of record {record['key']} (sha256 differs): re-run its "
-                          "suite")
-    return np.r_[np.zeros(n_real, int), np.ones(n_fake, int)], scores.astype(np.float64), float(record["threshold"])
+    def run(self, record: Record) -> Run | None:
+        """The record's run (:func:`bench.integrity.load_scores`), the same object every time."""
+        if record.key not in self._runs:
+            self._runs[record.key] = load_scores(self.root, record)
+        return self._runs[record.key]
 
 
 @dataclass(frozen=True)
@@ -87,51 +83,44 @@ class Aggregate:
     """
 
     cell: Cell
-    records: tuple[dict, ...]  # by seed
+    records: tuple[Record, ...]  # by seed
     runs: tuple[Run, ...] | None
     metrics: dict[str, dict]
     covers: str
 
     @property
     def seeds(self) -> list[int]:
-        return [r["seed"] for r in self.records]
+        return [r.seed for r in self.records]
 
     @property
-    def bootstrap(self) -> dict:
+    def bootstrap(self) -> Bootstrap:
         """The suite's bootstrap settings (resamples, level, seed), read from the first record."""
-        return self.records[0]["bootstrap"]
-
-    @property
-    def prevalence(self) -> float:
-        """The share of fakes among the test images: the chance level of average precision."""
-        first = self.records[0]
-        return first["n_fake"] / (first["n_real"] + first["n_fake"])
+        return self.records[0].bootstrap
 
 
-def _unique(records: Sequence[dict]) -> None:
+def _unique(records: Sequence[Record]) -> None:
     """An error for two records of one cell identity (or one record given twice)."""
-    paths = [Path("records") / f"{r['key']}.json" for r in records]
+    paths = [Path("records") / f"{r.key}.json" for r in records]
     if len(set(paths)) < len(paths):
         raise RecordError(f"a record is given twice: {sorted(p for p in paths if paths.count(p) > 1)[0]}")
-    by_identity(dict(zip(paths, records, strict=True)))
+    unique_cells(dict(zip(paths, records, strict=True)))
 
 
-def stored_metric(record: dict, name: str) -> tuple[float, list[float] | None]:
-    """A metric's value and interval as stored in the record (balanced accuracy derived, without an interval,
-    for records that predate it); NaN when the record lacks the metric."""
-    metrics = record["metrics"]
+def stored_metric(record: Record, name: str) -> tuple[float, list[float] | None]:
+    """A metric's value and interval as stored in the record (derived from the others, without an interval, for
+    records that predate it: :meth:`bench.metrics.Metric.derived`); NaN when the record lacks the metric."""
+    metrics = record.metrics
     if name in metrics:
-        value = metrics[name]["value"]
-        return (float("nan") if value is None else float(value)), metrics[name].get("ci")
-    if name == "balanced_accuracy" and "accuracy_real" in metrics:
-        return (metrics["accuracy_real"]["value"] + metrics["accuracy_fake"]["value"]) / 2, None
-    return float("nan"), None
+        value, ci = metrics[name].value, metrics[name].ci
+        return (float("nan") if value is None else float(value)), (None if ci is None else list(ci))
+    derived = REGISTRY[name].derived({key: m.value for key, m in metrics.items()}) if name in REGISTRY else None
+    return (float("nan") if derived is None else derived), None
 
 
-def _confusion(record: dict, run: Run | None) -> tuple[int, int, int, int]:
+def _confusion(record: Record, run: Run | None) -> tuple[int, int, int, int]:
     """(tn, fp, fn, tp) of one seed: from its scores when there are some, else as stored."""
     if run is None:
-        (tn, fp), (fn, tp) = record["confusion_matrix"]
+        (tn, fp), (fn, tp) = record.confusion_matrix
         return tn, fp, fn, tp
     labels, scores, threshold = run
     fake, called = np.asarray(labels) == 1, np.asarray(scores) >= threshold
@@ -139,28 +128,14 @@ def _confusion(record: dict, run: Run | None) -> tuple[int, int, int, int]:
         int((fake & called).sum())
 
 
-def _wilson(successes: float, trials: float, level: float) -> tuple[float, float] | None:
-    """Wilson's interval of the mean successes out of the mean trials over seeds (None for no trials)."""
-    return wilson_interval(round(successes), round(trials), level) if round(trials) else None
-
-
 def _without_zero_width(name: str, metric: dict, counts: list[tuple[int, int, int, int]], level: float) -> dict:
-    """``metric`` with a zero-width interval (every resample alike, as at 0 or 1) replaced: Wilson's interval for a
-    proportion, the mean of the two classes' Wilson intervals for balanced accuracy, none for other metrics."""
+    """``metric`` with a zero-width interval (every resample alike, as at 0 or 1) replaced by the metric's
+    :meth:`bench.metrics.Metric.zero_width_interval` of the mean counts over seeds (Wilson's for a proportion)."""
     ci = metric["ci"]
     if ci is None or ci[0] != ci[1]:
         return metric
-    tn, fp, fn, tp = np.mean(counts, axis=0)
-    trials = {"accuracy": (tp + tn, tn + fp + fn + tp), "precision": (tp, tp + fp), "recall": (tp, tp + fn),
-              "accuracy_real": (tn, tn + fp), "accuracy_fake": (tp, tp + fn)}
-    if name in trials:
-        ci = _wilson(*trials[name], level)
-    elif name == "balanced_accuracy":
-        real, fake = _wilson(tn, tn + fp, level), _wilson(tp, tp + fn, level)
-        ci = [(real[0] + fake[0]) / 2, (real[1] + fake[1]) / 2] if real and fake else None
-    else:
-        ci = None
-    return metric | {"ci": list(ci) if ci else None, "interval": "wilson" if ci else None}
+    ci = METRICS[name].zero_width_interval(Confusion(*np.mean(counts, axis=0)), level)
+    return metric | {"ci": ci, "interval": "wilson" if ci else None}
 
 
 def _spread(values: list[float]) -> tuple[float, float]:
@@ -169,7 +144,7 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
 
 
-def _from_records(records: Sequence[dict], names: Iterable[str]) -> dict[str, dict]:
+def _from_records(records: Sequence[Record], names: Iterable[str]) -> dict[str, dict]:
     """Each metric's mean and spread over seeds from the stored values; the stored interval with one seed."""
     metrics = {}
     for name in names:
@@ -225,20 +200,20 @@ def _describe(n_seeds: int, level: float, method: str) -> str:
     }[method] + "]"
 
 
-def _aggregate(cell: Cell, records: list[dict], root: Path) -> Aggregate:
+def _aggregate(cell: Cell, records: list[Record], scores: ScoreFiles) -> Aggregate:
     """One cell's aggregate (evasion rate from the stored values; see :func:`aggregate`)."""
-    if any(r.get("not_applicable") for r in records):  # e.g. an attack on a detector without gradients
+    if any(r.not_applicable for r in records):  # e.g. an attack on a detector without gradients
         missing = {"mean": float("nan"), "std": float("nan"), "per_seed": [float("nan")] * len(records), "ci": None,
                    "interval": None}
         return Aggregate(cell, tuple(records), None, dict.fromkeys(METRICS, missing),
-                         f"not applicable: {records[0]['not_applicable']}")
-    runs = [load_run(root, r) for r in records]
-    same = len({scored_images(r) for r in records}) == 1
+                         f"not applicable: {records[0].not_applicable}")
+    runs = [scores.run(r) for r in records]
+    same = len({r.scored_images for r in records}) == 1
     usable = None if any(run is None for run in runs) or not same else tuple(runs)
-    boot = records[0]["bootstrap"]
-    n_boot, level = int(boot["resamples"]), float(boot["level"])
+    boot = records[0].bootstrap
+    n_boot, level = boot.resamples, boot.level
     if usable and n_boot > 1:
-        metrics = seed_bootstrap(usable, n_boot, level, int(boot["seed"]))["metrics"]
+        metrics = seed_bootstrap(usable, n_boot, level, boot.seed, scores.resamples)["metrics"]
         method = "seeds" if len(records) > 1 else "images"
     else:
         metrics = _from_records(records, METRICS)
@@ -246,43 +221,47 @@ def _aggregate(cell: Cell, records: list[dict], root: Path) -> Aggregate:
                   else "no scores" if same else "mixed images")
     counts = [_confusion(r, run) for r, run in zip(records, runs, strict=True)]
     metrics = {name: _without_zero_width(name, metric, counts, level) for name, metric in metrics.items()}
-    if any("evasion_rate" in r["metrics"] for r in records):
+    if any("evasion_rate" in r.metrics for r in records):
         metrics |= _from_records(records, ["evasion_rate"])
     return Aggregate(cell, tuple(records), usable, metrics, _describe(len(records), level, method))
 
 
-def aggregate(records: Sequence[dict], root: Path) -> list[Aggregate]:
+def aggregate(records: Sequence[Record], root: Path, scores: ScoreFiles | None = None) -> list[Aggregate]:
     """The records grouped by cell (identity minus seed) and aggregated over seeds, in order of first appearance.
 
-    Score files are read from the results folder ``root``. Two records for one cell identity are an error. An
+    Score files are read from the results folder ``root`` (through ``scores`` where given, to share what was read
+    and resampled). Two records for one cell identity are an error. An
     evasion rate over several seeds gets a t interval from the perturbed cell's and the clean cell's score files.
     """
     _unique(records)
-    groups: dict[Cell, list[dict]] = {}
+    groups: dict[Cell, list[Record]] = {}
     for record in records:
         groups.setdefault(Cell.of(record), []).append(record)
-    cells = {cell: _aggregate(cell, sorted(group, key=lambda r: r["seed"]), root) for cell, group in groups.items()}
+    scores = scores or ScoreFiles(root)
+    cells = {cell: _aggregate(cell, sorted(group, key=lambda r: r.seed), scores) for cell, group in groups.items()}
     for cell, one in cells.items():
         clean, boot = cells.get(cell._replace(perturbation="clean")), one.bootstrap
         if ("evasion_rate" in one.metrics and len(one.records) > 1 and one.runs and clean and clean.runs
-                and clean.seeds == one.seeds and boot["resamples"] > 1):
-            ci = _evasion_interval(clean.runs, one.runs, int(boot["resamples"]), float(boot["level"]),
-                                   int(boot["seed"]))
+                and clean.seeds == one.seeds and boot.resamples > 1):
+            ci = _evasion_interval(clean.runs, one.runs, boot.resamples, boot.level, boot.seed)
             evasion = one.metrics["evasion_rate"] | {"ci": ci, "interval": "t" if ci else None}
             cells[cell] = replace(one, metrics=one.metrics | {"evasion_rate": evasion})
     return list(cells.values())
+
+
+DELONG = "roc_auc"  # the metric DeLong's test is for, added where each side has one seed
 
 
 @dataclass(frozen=True)
 class Comparison:
     """Detector ``a`` against detector ``b`` on one (training set, test source, perturbation).
 
-    ``metrics`` maps each of :data:`COMPARED` to ``a``, ``b`` (means over seeds), ``difference`` (a - b), ``se``,
-    ``ci`` and ``p_value`` of the paired test (:func:`bench.statistics.paired_bootstrap`), ``p_holm`` (Holm's
+    ``metrics`` maps each compared (headline) metric to ``a``, ``b`` (means over seeds), ``difference`` (a - b),
+    ``se``, ``ci`` and ``p_value`` of the paired test (:func:`bench.statistics.paired_bootstrap`), ``p_holm`` (Holm's
     adjustment across the pairs and metrics of its table; until then the unadjusted value), ``significant``
-    (``p_holm`` below 1 - level) and for AUC ``delong_p`` where each side has one seed (NaN where DeLong's test
-    does not apply); empty when the two were not compared (``test`` says why). ``verdict`` comes from the adjusted
-    p-values (:func:`verdict_text`).
+    (``p_holm`` below 1 - level) and for AUC (:data:`DELONG`) ``delong_p`` where each side has one seed (NaN where
+    DeLong's test does not apply); empty when the two were not compared (``test`` says why). ``verdict`` comes from
+    the adjusted p-values (:func:`verdict_text`).
     """
 
     a: Aggregate
@@ -292,17 +271,30 @@ class Comparison:
     verdict: str = "–"
 
 
-def verdict_text(a: str, b: str, metrics: dict[str, dict]) -> str:
-    """Which of ``a`` and ``b`` the headline metrics favour, naming every metric that disagrees.
+def _both_below_chance(declared: Metric, compared: dict) -> bool:
+    """Both means lie below the metric's chance level (on the wrong side of it, for a lower-is-better metric)."""
+    if declared.chance is None:
+        return False
+    sign = 1 if declared.higher_is_better else -1
+    return sign * (compared["a"] - declared.chance) < 0 and sign * (compared["b"] - declared.chance) < 0
 
-    ``metrics`` maps names of :data:`COMPARED` to ``difference`` (a - b), ``significant`` and the means ``a`` and
-    ``b``. No detector is called better where both mean AUCs are below 0.5 (both below chance on that source), nor
-    where one significant metric favours a and another b.
+
+def verdict_text(a: str, b: str, metrics: dict[str, dict]) -> str:
+    """Which of ``a`` and ``b`` the compared metrics favour, naming every metric that disagrees.
+
+    ``metrics`` maps metric names (:data:`bench.metrics.REGISTRY`) to ``difference`` (a - b), ``significant`` and
+    the means ``a`` and ``b``. No detector is called better where both means of a metric lie below its chance level
+    (both below chance on that source; the first such metric is named), nor where one significant metric favours a
+    and another b.
     """
-    if "roc_auc" in metrics and metrics["roc_auc"]["a"] < 0.5 and metrics["roc_auc"]["b"] < 0.5:
-        return "both below chance (mean AUC below 0.5): no verdict"
-    favours = {COMPARED[name]: (a if m["difference"] > 0 else b) if m["significant"] else None
-               for name, m in metrics.items()}
+    below = next((REGISTRY[name] for name, m in metrics.items() if _both_below_chance(REGISTRY[name], m)), None)
+    if below is not None:
+        return f"both below chance (mean {below.label} below {below.chance:g}): no verdict"
+    favours = {}
+    for name, m in metrics.items():
+        declared = REGISTRY[name]
+        favours[declared.label] = ((a if (m["difference"] > 0) == declared.higher_is_better else b)
+                                   if m["significant"] else None)
     sides = set(favours.values()) - {None}
     if len(sides) > 1:
         return ", ".join(f"{label} favours {side}" for label, side in favours.items() if side) + ": no verdict"
@@ -313,26 +305,30 @@ def verdict_text(a: str, b: str, metrics: dict[str, dict]) -> str:
     return f"{sides.pop()} better" + (f" on {better}; {undecided} not told apart" if undecided else "")
 
 
-def compare_pair(a: Aggregate, b: Aggregate) -> Comparison:
-    """The paired test of a - b (and DeLong's for one seed each), when both have score files on the same images;
-    p-values unadjusted and the verdict from them (:func:`compare_detectors` adjusts a table's pairs)."""
+def compare_pair(a: Aggregate, b: Aggregate, headline: Iterable[str] = tuple(headline_metrics()),
+                 cache: ResampleCache | None = None) -> Comparison:
+    """The paired test of a - b on the ``headline`` metrics (and DeLong's for AUC with one seed each), when both have
+    score files on the same images; p-values unadjusted and the verdict from them (:func:`compare_detectors` adjusts
+    a table's pairs). ``cache``: the runs' resamples, where already drawn."""
     if not (a.runs and b.runs):
         return Comparison(a, b, {}, "not compared: records without score files")
-    if scored_images(a.records[0]) != scored_images(b.records[0]):
+    if a.records[0].scored_images != b.records[0].scored_images:
         return Comparison(a, b, {}, "not compared: scored on different test images")
     boot = a.bootstrap
-    if int(boot["resamples"]) < 2:
+    if boot.resamples < 2:
         return Comparison(a, b, {}, "not compared: the suite drew no bootstrap resamples")
-    level = float(boot["level"])
+    level = boot.level
     paired = a.seeds == b.seeds
-    result = paired_bootstrap(a.runs, b.runs, int(boot["resamples"]), level, int(boot["seed"]), paired=paired)
+    result = paired_bootstrap(a.runs, b.runs, boot.resamples, level, boot.seed, paired=paired,
+                              cache=cache)
     metrics = {name: {"a": a.metrics[name]["mean"], "b": b.metrics[name]["mean"]} | result["metrics"][name]
-               for name in COMPARED}
+               for name in headline}
     if len(a.runs) == len(b.runs) == 1:
         test = "t test over test images only (paired bootstrap variance); training seeds not covered"
-        (labels, scores_a, _), (_, scores_b, _) = a.runs[0], b.runs[0]
-        metrics["roc_auc"]["delong_p"] = delong_test(labels, scores_a, scores_b, level)["p_value"]
-        test += "; DeLong for AUC"
+        if DELONG in metrics:
+            (labels, scores_a, _), (_, scores_b, _) = a.runs[0], b.runs[0]
+            metrics[DELONG]["delong_p"] = delong_test(labels, scores_a, scores_b, level)["p_value"]
+            test += "; DeLong for AUC"
     else:
         seeds = "paired by seed" if paired else "seeds unpaired"
         test = f"t test over training seeds ({seeds}) and test images (paired bootstrap)"
@@ -341,27 +337,32 @@ def compare_pair(a: Aggregate, b: Aggregate) -> Comparison:
 
 def _adjusted(comparison: Comparison, adjusted: dict[str, float]) -> Comparison:
     """``comparison`` with the adjusted p-value ``adjusted[name]`` of each metric, and the verdict from them."""
-    alpha = 1 - float(comparison.a.bootstrap["level"])
+    alpha = 1 - comparison.a.bootstrap.level
     metrics = {name: m | {"p_holm": adjusted[name], "significant": bool(adjusted[name] < alpha)}
                for name, m in comparison.metrics.items()}
     return replace(comparison, metrics=metrics,
                    verdict=verdict_text(comparison.a.cell.name, comparison.b.cell.name, metrics))
 
 
-def compare_detectors(aggregates: Sequence[Aggregate]) -> list[Comparison]:
-    """Every pair of detectors measured on the same (training set, test source, perturbation), the one with the
-    higher mean AUC as ``a``; the p-values of every compared pair and metric of :data:`COMPARED` of one (training
-    set, test source, perturbation) adjusted together by Holm's method, and verdicts from the adjusted values."""
+def compare_detectors(aggregates: Sequence[Aggregate], headline: Sequence[str] | None = None,
+                      cache: ResampleCache | None = None) -> list[Comparison]:
+    """Every pair of detectors measured on the same (training set, test source, perturbation) compared on the
+    ``headline`` metrics (:func:`bench.metrics.headline_metrics`), the one better on the first of them as ``a``; the
+    p-values of every compared pair and metric of one (training set, test source, perturbation) adjusted together by
+    Holm's method, and verdicts from the adjusted values. ``cache``: the runs' resamples, shared with aggregation."""
+    compared_on = headline_metrics(headline)
+    first = next(iter(compared_on.values()))
+    sign = -1 if first.higher_is_better else 1
     buckets: dict[tuple[str, str, str], list[Aggregate]] = {}
     for one in aggregates:
         buckets.setdefault((one.cell.trained_on, one.cell.tested_on, one.cell.perturbation), []).append(one)
     comparisons = []
     for group in buckets.values():
-        ranked = sorted(group, key=lambda one: (-np.nan_to_num(one.metrics["roc_auc"]["mean"], nan=-1),
+        ranked = sorted(group, key=lambda one: (sign * np.nan_to_num(one.metrics[first.name]["mean"], nan=2 * sign),
                                                 one.cell.name))
-        pairs = [compare_pair(a, b) for a, b in combinations(ranked, 2)]
+        pairs = [compare_pair(a, b, compared_on, cache) for a, b in combinations(ranked, 2)]
         compared = [c for c in pairs if c.metrics]
-        adjusted = iter(holm([c.metrics[name]["p_value"] for c in compared for name in COMPARED]))
-        corrected = iter([_adjusted(c, {name: float(next(adjusted)) for name in COMPARED}) for c in compared])
+        adjusted = iter(holm([c.metrics[name]["p_value"] for c in compared for name in compared_on]))
+        corrected = iter([_adjusted(c, {name: float(next(adjusted)) for name in compared_on}) for c in compared])
         comparisons += [next(corrected) if c.metrics else c for c in pairs]
     return comparisons

@@ -5,14 +5,13 @@ Registering and listing detectors imports no torch; the model wrapper is :class:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.detector_spec import CIFAKE_MEAN, CIFAKE_STD, DetectorSpec
 from bench.recipe import Recipe
 from bench.registry import Registry, summary
 
@@ -20,39 +19,11 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from bench.model import Detector
+    from bench.model import DetectorModel
 
-CIFAKE_MEAN = (0.4914, 0.4822, 0.4465)  # CIFAR-10 channel statistics: CIFAKE's reals are CIFAR-10
-CIFAKE_STD = (0.2470, 0.2435, 0.2616)
 TIMM_PREFIX = "timm:"  # pretrained weights named by timm model, e.g. timm:resnet50.a1_in1k
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DetectorSpec:
-    """A detector plugin: its factory and metadata.
-
-    ``factory(**kwargs)`` returns an ``nn.Module`` taking normalised (B, 3, H, W) images and returning
-    (B, 1) or (B,) logits, "fake" positive. Normalisation is applied by :class:`bench.model.Detector`, so
-    attacks and attributions work on pixel values in [0, 1]. A factory that accepts ``num_classes`` (as
-    timm's do) can also be trained for source attribution, returning (B, num_classes) logits.
-    """
-
-    name: str
-    factory: Callable[..., nn.Module]
-    input_size: int = 32
-    mean: tuple[float, float, float] = CIFAKE_MEAN
-    std: tuple[float, float, float] = CIFAKE_STD
-    recipe: Recipe = field(default_factory=Recipe)
-    description: str = ""
-    cam_layer: str | None = None  # submodule for Grad-CAM; None: found by `bench.attribution.cam_layer`
-    differentiable: bool = True  # False: the factory returns a scikit-learn style estimator (fit / predict_proba)
-
-    @property
-    def attributes_sources(self) -> bool:
-        """Whether the factory takes ``num_classes``, so the detector can be trained for source attribution."""
-        return "num_classes" in inspect.signature(self.factory).parameters
 
 
 DETECTORS: Registry[DetectorSpec] = Registry(
@@ -96,18 +67,19 @@ def register_detector(
 
 def build_detector(
     name: str, pretrained: str | Path | None = None, classes: tuple[str, ...] = (), adapt: str = "resize", **kwargs
-) -> Detector:
-    """Build a registered detector by name, with optional ``pretrained`` weights (see :func:`load_pretrained`).
+) -> DetectorModel:
+    """Build a registered detector by name, with optional ``pretrained`` weights (see :func:`load_pretrained`): a
+    network (:class:`bench.model.Detector`), or an estimator (:class:`bench.estimator.EstimatorDetector`) for a
+    detector registered with ``differentiable=False``; both follow :class:`bench.model.DetectorModel`.
 
     ``classes`` (real first, then the fake sources) builds a source-attribution model with one output
     per class, for factories that accept ``num_classes``.
     """
-    from bench.model import Detector
+    from bench.estimator import EstimatorDetector  # torch and scikit-learn: imported once a model is built,
+    from bench.model import Detector  # so that registering and listing detectors stays fast
 
     spec = DETECTORS.get(name)
     if not spec.differentiable:
-        from bench.estimator import EstimatorDetector
-
         if classes or pretrained is not None:
             raise ValueError(f"detector {name!r} is an estimator: it takes no source attribution or pretrained weights")
         return EstimatorDetector(spec, spec.factory(**kwargs), adapt)

@@ -18,7 +18,8 @@ gets a two-sided t test of "no change" whose variance says what varies:
 A change is *real* when its p-value, adjusted by Holm's method across every tested number of the diff, is below
 1 - level (5%), so that a diff of two runs that differ only in seed noise reports no real change with
 probability 95% or more. A *regression* is a real change for the worse by more than the tolerance (higher is
-better for every metric but ``evasion_rate``). Each change says which test decided it.
+better unless the metric's declaration (:mod:`bench.metrics`) says otherwise, as for ``evasion_rate``). Each change
+says which test decided it.
 """
 
 from __future__ import annotations
@@ -32,14 +33,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bench.compare import Cell, load_run, scored_images
-from bench.integrity import check_records
-from bench.metrics import METRICS
-from bench.records import IDENTITY_FIELDS, CellIdentity, by_identity, identity, metric_text
+from bench.compare import Cell
+from bench.integrity import check_records, load_scores
+from bench.metrics import METRICS, REGISTRY, headline_metrics, metric_named
+from bench.records import IDENTITY_FIELDS, CellIdentity, Metric, Record, metric_text, unique_cells
 from bench.statistics import holm, paired_bootstrap, seed_difference_test, t_test
 
-LOWER_IS_BETTER = frozenset({"evasion_rate"})
-HEADLINE = ("accuracy", "roc_auc")  # shown for added and removed cells
 SEEDS = "t test over training seeds and test images (paired bootstrap)"
 SEED_VALUES = "t test over the stored per-seed values (test-image variation only as it moves them)"
 FLOOR = "t test over test images (paired bootstrap) + seed spread"
@@ -92,7 +91,7 @@ class Change:
     @property
     def worse_by(self) -> float:
         """How much worse the new value is (negative when it is better)."""
-        return self.delta if self.metric in LOWER_IS_BETTER else -self.delta
+        return -self.delta if metric_named(self.metric).higher_is_better else self.delta
 
     @property
     def verdict(self) -> str:
@@ -110,8 +109,8 @@ class Diff:
     tolerance: float
     matched: int = 0
     changes: list[Change] = field(default_factory=list)
-    added: list[dict] = field(default_factory=list)
-    removed: list[dict] = field(default_factory=list)
+    added: list[Record] = field(default_factory=list)
+    removed: list[Record] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Change]:
@@ -132,7 +131,8 @@ class Diff:
             "p-value, adjusted by Holm's method across every tested number of this diff, is below 5%; numbers without "
             "a test fall back to the old and new intervals not overlapping (a conservative rule), and without "
             "intervals every change is real. A regression is a real change for the worse by more than "
-            f"{self.tolerance:g} (for `evasion_rate`, lower is better)."
+            f"{self.tolerance:g} (for {', '.join(f'`{n}`' for n, m in REGISTRY.items() if not m.higher_is_better)}, "
+            "lower is better)."
             + (f" Tests used (changed numbers): {used}." if used else "")
             + (f" Seed-to-seed variation is not covered for {uncovered} of them (one seed on a side and no folder "
                "with several seeds of their cell): a change of random seed alone can look real there."
@@ -188,41 +188,41 @@ def _changes_table(changes: list[Change]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
-def _headline(record: dict) -> str:
-    shown = [f"{name} {metric_text(m['value'], m['ci'])}" for name in HEADLINE
-             if (m := record["metrics"].get(name)) is not None]
-    return f"{identity(record).describe()}: {'; '.join(shown)}"
+def _headline(record: Record) -> str:
+    """The record's cell and its headline metrics (its suite's, else the default ones)."""
+    names = headline_metrics((record.suite_config or {}).get("headline_metrics"))
+    shown = [f"{name} {metric_text(m.value, m.ci)}" for name in names if (m := record.metrics.get(name)) is not None]
+    return f"{record.identity.describe()}: {'; '.join(shown)}"
 
 
-def _value(metric: dict) -> tuple[float | None, tuple[float, float] | None]:
-    value = metric.get("value")
-    if value is None or not math.isfinite(value):
+def _value(metric: Metric) -> tuple[float | None, tuple[float, float] | None]:
+    if metric.value is None or not math.isfinite(metric.value):
         return None, None
-    return float(value), tuple(metric["ci"]) if metric.get("ci") else None
+    return metric.value, metric.ci
 
 
 Spread = dict[str, tuple[float, int]]  # metric -> (variance across seeds, seeds)
 
 
-def _by_cell(records: dict[Path, dict]) -> dict[Cell, list[tuple[dict, Path]]]:
+def _by_cell(records: dict[Path, Record]) -> dict[Cell, list[tuple[Record, Path]]]:
     """Each cell's records (with their results folders), by seed."""
-    cells: dict[Cell, list[tuple[dict, Path]]] = {}
+    cells: dict[Cell, list[tuple[Record, Path]]] = {}
     for path, record in records.items():
-        cells.setdefault(Cell.of(record), []).append((record, path.parent.parent))
-    return {cell: sorted(group, key=lambda pair: pair[0]["seed"]) for cell, group in cells.items()}
+        cells.setdefault(Cell(*record.identity[:5]), []).append((record, path.parent.parent))
+    return {cell: sorted(group, key=lambda pair: pair[0].seed) for cell, group in cells.items()}
 
 
-def _spread(group: Sequence[tuple[dict, Path]]) -> Spread:
+def _spread(group: Sequence[tuple[Record, Path]]) -> Spread:
     """Each metric's variance across the seeds of one cell (metrics stored by 2 seeds or more)."""
     values: dict[str, list[float]] = {}
     for record, _ in group:
-        for name, metric in record["metrics"].items():
+        for name, metric in record.metrics.items():
             if (value := _value(metric)[0]) is not None:
                 values.setdefault(name, []).append(value)
     return {name: (float(np.var(v, ddof=1)), len(v)) for name, v in values.items() if len(v) > 1}
 
 
-def _spreads(*folders: dict[Cell, list[tuple[dict, Path]]]) -> dict[Cell, Spread]:
+def _spreads(*folders: dict[Cell, list[tuple[Record, Path]]]) -> dict[Cell, Spread]:
     """Each cell's seed spread from the first folder that has several seeds of it."""
     found: dict[Cell, Spread] = {}
     for cells in folders:
@@ -232,14 +232,10 @@ def _spreads(*folders: dict[Cell, list[tuple[dict, Path]]]) -> dict[Cell, Spread
     return found
 
 
-def _runs(group: Sequence[tuple[dict, Path]]) -> list | None:
+def _runs(group: Sequence[tuple[Record, Path]]) -> list | None:
     """The group's runs from its score files, or None when a record has none."""
-    runs = [load_run(root, record) for record, root in group]
+    runs = [load_scores(root, record) for record, root in group]
     return None if any(run is None for run in runs) else runs
-
-
-def _level(record: dict) -> float:
-    return float(record["bootstrap"].get("level", 0.95))
 
 
 def _mean(values: list[float]) -> float:
@@ -247,26 +243,25 @@ def _mean(values: list[float]) -> float:
     return math.fsum(values) / len(values)
 
 
-def _cell_changes(cell: Cell, olds: list[tuple[dict, Path]], news: list[tuple[dict, Path]],
+def _cell_changes(cell: Cell, olds: list[tuple[Record, Path]], news: list[tuple[Record, Path]],
                   tolerance: float) -> list[Change]:
     """The changes of the means over seeds of a cell with several seeds on both sides."""
-    names = set.intersection(*(set(record["metrics"]) for record, _ in [*olds, *news]))
-    values = {name: ([_value(r["metrics"][name])[0] for r, _ in olds], [_value(r["metrics"][name])[0] for r, _ in news])
+    names = set.intersection(*(set(record.metrics) for record, _ in [*olds, *news]))
+    values = {name: ([_value(r.metrics[name])[0] for r, _ in olds], [_value(r.metrics[name])[0] for r, _ in news])
               for name in sorted(names)}
     changed = {name: (old, new) for name, (old, new) in values.items()
                if None not in old and None not in new and _mean(old) != _mean(new)}
     if not changed:
         return []
-    old_seeds, new_seeds = [r["seed"] for r, _ in olds], [r["seed"] for r, _ in news]
-    paired, first = old_seeds == new_seeds, news[0][0]
-    level, boot = _level(first), first["bootstrap"]
+    old_seeds, new_seeds = [r.seed for r, _ in olds], [r.seed for r, _ in news]
+    paired, boot = old_seeds == new_seeds, news[0][0].bootstrap
+    level = boot.level
     tested = None
-    if any(name in METRICS for name in changed) and int(boot["resamples"]) > 1 and len(
-            {scored_images(r) for r, _ in [*olds, *news]}) == 1:
+    if any(name in METRICS for name in changed) and boot.resamples > 1 and len(
+            {r.scored_images for r, _ in [*olds, *news]}) == 1:
         old_runs, new_runs = _runs(olds), _runs(news)
         if old_runs and new_runs:
-            tested = paired_bootstrap(new_runs, old_runs, int(boot["resamples"]), level, int(boot["seed"]),
-                                      paired=paired)["metrics"]
+            tested = paired_bootstrap(new_runs, old_runs, boot.resamples, level, boot.seed, paired=paired)["metrics"]
     seeds = f"{', '.join(map(str, old_seeds))} → {', '.join(map(str, new_seeds))}"
     changes = []
     for name, (old, new) in changed.items():
@@ -287,17 +282,17 @@ def _stored_variance(old_ci: tuple[float, float] | None, new_ci: tuple[float, fl
     return sum(((high - low) / (2 * z)) ** 2 for low, high in (old_ci, new_ci))
 
 
-def _record_changes(old: dict, old_root: Path, new: dict, new_root: Path, spread: Spread | None,
+def _record_changes(old: Record, old_root: Path, new: Record, new_root: Path, spread: Spread | None,
                     tolerance: float) -> list[Change]:
     """The changed metrics of one record against its namesake (one seed on a side), each tested."""
     changed = []
-    for name in sorted(old["metrics"].keys() & new["metrics"].keys()):
-        (old_value, old_ci), (new_value, new_ci) = (_value(r["metrics"][name]) for r in (old, new))
+    for name in sorted(old.metrics.keys() & new.metrics.keys()):
+        (old_value, old_ci), (new_value, new_ci) = (_value(r.metrics[name]) for r in (old, new))
         if old_value is not None and new_value is not None and old_value != new_value:
             changed.append((name, old_value, new_value, old_ci, new_ci))
     if not changed:
         return []
-    level, cell = _level(new), identity(new)
+    level, cell = new.bootstrap.level, new.identity
     images, why = None, ""
     if any(name in METRICS for name, *_ in changed):
         images, why = _images_test(old, old_root, new, new_root)
@@ -320,33 +315,33 @@ def _record_changes(old: dict, old_root: Path, new: dict, new_root: Path, spread
     return changes
 
 
-def _images_test(old: dict, old_root: Path, new: dict, new_root: Path) -> tuple[dict[str, tuple[float, float]] | None,
-                                                                                 str]:
+def _images_test(old: Record, old_root: Path, new: Record,
+                 new_root: Path) -> tuple[dict[str, tuple[float, float]] | None, str]:
     """Each metric of METRICS's (variance, degrees of freedom) of new - old from the paired bootstrap over the test
     images of the two score files, or None and why there is none."""
-    if scored_images(old) != scored_images(new):
+    if old.scored_images != new.scored_images:
         return None, f"{NON_OVERLAP} (different test images)"
-    old_run, new_run = load_run(old_root, old), load_run(new_root, new)
+    old_run, new_run = load_scores(old_root, old), load_scores(new_root, new)
     if old_run is None or new_run is None:
         return None, f"{NON_OVERLAP} (no score files)"
-    boot = new["bootstrap"]
-    if int(boot["resamples"]) < 2:
+    boot = new.bootstrap
+    if boot.resamples < 2:
         return None, f"{NON_OVERLAP} (no bootstrap resamples)"
-    result = paired_bootstrap([new_run], [old_run], int(boot["resamples"]), _level(new), int(boot["seed"]))
-    return {name: (m["se"] ** 2, int(boot["resamples"]) - 1.0) for name, m in result["metrics"].items()}, ""
+    result = paired_bootstrap([new_run], [old_run], boot.resamples, boot.level, boot.seed)
+    return {name: (m["se"] ** 2, boot.resamples - 1.0) for name, m in result["metrics"].items()}, ""
 
 
-def diff_records(old: dict[Path, dict], new: dict[Path, dict], tolerance: float = 0.01,
-                 reference: dict[Path, dict] | None = None) -> Diff:
-    """Match ``old`` and ``new`` records (by path, as ``load_records`` gives them: ``<folder>/records/<key>.json``,
-    with score files under ``<folder>``) by cell; list changed metrics and test each change (see the module
-    docstring). ``reference``: records whose seed spread is the noise floor of one-seed comparisons (default: the
-    old folder's, else the new folder's, for cells with several seeds there). A record that its own score file
-    contradicts is refused (:func:`bench.integrity.check_records`)."""
+def diff_records(old: dict[Path, Record], new: dict[Path, Record], tolerance: float = 0.01,
+                 reference: dict[Path, Record] | None = None) -> Diff:
+    """Match ``old`` and ``new`` records (by path, as ``load_records`` gives them:
+    ``<folder>/records/<key>.json``, with score files under ``<folder>``) by cell; list changed metrics and test each
+    change (see the module docstring). ``reference``: records whose seed spread is the noise floor of one-seed
+    comparisons (default: the old folder's, else the new folder's, for cells with several seeds there). A record that
+    its own score file contradicts is refused (:func:`bench.integrity.check_records`)."""
     for records in (old, new):
         check_records(records)
-    before, after = by_identity(old), by_identity(new)
-    old_roots, new_roots = ({r["key"]: path.parent.parent for path, r in records.items()} for records in (old, new))
+    before, after = unique_cells(old), unique_cells(new)
+    old_roots, new_roots = ({r.key: path.parent.parent for path, r in records.items()} for records in (old, new))
     result = Diff(tolerance)
     result.added = [after[c] for c in sorted(after.keys() - before.keys())]
     result.removed = [before[c] for c in sorted(before.keys() - after.keys())]
@@ -362,8 +357,8 @@ def diff_records(old: dict[Path, dict], new: dict[Path, dict], tolerance: float 
             continue
         for one in (c for c in matched if c[:5] == cell):
             old_record, new_record = before[one], after[one]
-            changes += _record_changes(old_record, old_roots[old_record["key"]], new_record,
-                                       new_roots[new_record["key"]], spreads.get(cell), tolerance)
+            changes += _record_changes(old_record, old_roots[old_record.key], new_record, new_roots[new_record.key],
+                                       spreads.get(cell), tolerance)
     tested = [c for c in changes if c.p_value is not None]
     adjusted = iter(holm([c.p_value for c in tested]) if tested else [])
     result.changes = [replace(c, p_holm=float(next(adjusted))) if c.p_value is not None else c for c in changes]

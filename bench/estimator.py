@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import torch
 
+from bench.detector_spec import DetectorSpec
 from bench.model import fit_size
-
-if TYPE_CHECKING:
-    import torch
-
-    from bench.detector import DetectorSpec
 
 TREE_ARRAYS = ("children_left", "children_right", "feature", "threshold")
 LINEAR_ARRAYS = ("mean", "scale", "coef", "intercept")
@@ -207,9 +204,11 @@ register_codec(Codec("linear.", "binary LogisticRegression, alone or after a Sta
 
 
 class EstimatorDetector:
-    """An estimator as a detector: uint8 images in, "fake" logits out; no gradients, so attacks do not apply."""
+    """An estimator as a detector (a :class:`bench.model.DetectorModel`): uint8 images in, "fake" logits out; no
+    gradients, so gradient attacks and attributions do not apply. It scores on the CPU, whatever the device."""
 
     classes: tuple[str, ...] = ()
+    differentiable: ClassVar[bool] = False
 
     def __init__(self, spec: DetectorSpec, estimator: Any, adapt: str = "resize") -> None:
         featured = estimator if isinstance(estimator, WithFeatures) else WithFeatures(estimator, flat_pixels)
@@ -224,11 +223,11 @@ class EstimatorDetector:
     def features(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, F) features of uint8 (N, 3, H, W) images, computed on pixels in [0, 1] at the detector's input size:
         the estimator's own (:class:`WithFeatures`), by default the 3*S*S pixel values."""
-        import torch
-
         chunks = []
         for start in range(0, len(images), FEATURE_BATCH):
-            pixels = torch.as_tensor(np.asarray(images[start : start + FEATURE_BATCH])).float() / 255
+            batch = images[start : start + FEATURE_BATCH]
+            batch = batch.cpu() if isinstance(batch, torch.Tensor) else torch.as_tensor(np.asarray(batch))
+            pixels = batch.float() / 255
             chunks.append(self.featurize(fit_size(pixels, self.spec.input_size, self.adapt)))
         return np.concatenate(chunks)
 
@@ -246,18 +245,22 @@ class EstimatorDetector:
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.empty((0, 2))
 
-    def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 2048) -> np.ndarray:
-        """(N,) log-odds of "fake"."""
+    def logits(self, images: np.ndarray | torch.Tensor, device: torch.device | None = None,
+               batch_size: int = 2048) -> np.ndarray:
+        """(N,) log-odds of "fake" (computed on the CPU; ``device`` is where the images may be)."""
         probability = np.clip(self.predict_proba(images, batch_size)[:, 1], EPSILON, 1 - EPSILON)
         return np.log(probability / (1 - probability)).astype(np.float32)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        import torch
+    def outputs(self, images: np.ndarray | torch.Tensor, device: torch.device | None = None,
+                batch_size: int = 2048) -> np.ndarray:
+        """The (N,) "fake" logits: an estimator attributes no sources."""
+        return self.logits(images, device, batch_size)
 
+    def state(self) -> dict[str, torch.Tensor]:
         if self.arrays is None:
             raise EstimatorError(f"detector {self.spec.name!r} is not fitted")
         return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in self.arrays.items()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
         arrays = {key: value.numpy() for key, value in state.items()}
         self.scorer, self.arrays = scorer_from_arrays(arrays), arrays

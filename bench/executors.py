@@ -1,5 +1,8 @@
-"""Executors: where jobs run. Each yields, as jobs finish, a :class:`bench.execute.JobResult` or a
-:class:`JobFailure`; the driver writes records as they arrive, so a crash loses only unfinished jobs.
+"""Executors: where jobs run. Each runs the driver's ``work`` (:func:`bench.execute.run_job`) on every job and yields,
+as jobs finish, its :class:`bench.execute.JobResult` or a :class:`JobFailure`; the driver writes records as they
+arrive, so a crash loses only unfinished jobs. Executors are registered plugins (:data:`EXECUTORS`, made from the
+command line's :class:`ExecutorOptions`); this module imports neither torch nor the job code, so that the command
+line lists them at once.
 
 - ``local``: one job after another in this process (``--parallel 1``), or N jobs at once in worker
   processes (``--parallel N``) that share the GPU or split the CPU cores; a worker that dies loses only its
@@ -32,16 +35,17 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bench.execute import JobResult, Settings, run_job
-from bench.plan import JobPlan
-from bench.prepare import Prepared
-from bench.suite import Suite
+from bench.registry import Registry, summary
+
+if TYPE_CHECKING:  # the job code imports torch; executors only hand it out
+    from bench.execute import JobResult, Settings, WorkerSuite
+    from bench.plan import JobPlan
+    from bench.prepare import Prepared
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "ray")
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
 WATCHDOG_SECONDS = 1.0
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -60,7 +64,9 @@ class JobFailure:
     reason: str
 
 
-Outcome = JobResult | JobFailure
+if TYPE_CHECKING:
+    Outcome = JobResult | JobFailure
+    Work = Callable[[WorkerSuite, JobPlan, Prepared, Settings], JobResult]  # what runs a job: bench.execute.run_job
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -74,10 +80,11 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def attempt(suite: Suite, job: JobPlan, data: Prepared, settings: Settings) -> Outcome:
-    """Run ``job``; a job that raises becomes a :class:`JobFailure` (a full disk, or Ctrl-C, still stops the run)."""
+def attempt(work: Work, suite: WorkerSuite, job: JobPlan, data: Prepared, settings: Settings) -> Outcome:
+    """Run ``work`` on ``job``; a job that raises becomes a :class:`JobFailure` (a full disk, or Ctrl-C, still stops
+    the run)."""
     try:
-        return run_job(suite, job, data, settings)
+        return work(suite, job, data, settings)
     except Exception as exc:
         if disk_full(exc):
             raise
@@ -95,9 +102,10 @@ class Executor(Protocol):
     def slots(self) -> int | None:
         """How many jobs run at once (None: as many as a cluster offers, not known here)."""
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+    def run(self, work: Work, suite: WorkerSuite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[Outcome]:
-        """Run ``jobs``, calling ``started`` as each starts (or is handed to a worker), yielding outcomes."""
+        """Run ``work`` on each of ``jobs`` (a module-level function, which worker processes import), calling
+        ``started`` as each starts (or is handed to a worker), yielding outcomes."""
 
 
 def subset_folder(settings: Settings) -> Path:
@@ -113,11 +121,11 @@ class SerialExecutor:
     def slots(self) -> int:
         return 1
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+    def run(self, work: Work, suite: WorkerSuite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[Outcome]:
         for job in jobs:
             started(job)
-            yield attempt(suite, job, data, settings)
+            yield attempt(work, suite, job, data, settings)
 
 
 def _threads(settings: Settings, workers: int) -> int:
@@ -183,7 +191,7 @@ class ProcessExecutor:
     def slots(self) -> int:
         return self.workers
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+    def run(self, work: Work, suite: WorkerSuite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[Outcome]:
         stored = data.stored(subset_folder(settings))
         settings = replace(settings, threads=_threads(settings, self.workers), progress=False)
@@ -191,15 +199,15 @@ class ProcessExecutor:
         while queue:
             pool = worker_pool(self.workers)
             try:
-                broken = yield from self._round(pool, queue, attempts, suite, stored, settings, started)
+                broken = yield from self._round(pool, queue, attempts, work, suite, stored, settings, started)
             except BaseException:  # Ctrl-C, or the driver stopped reading (an error while publishing)
                 stop_workers(pool)
                 raise
             pool.shutdown()
             queue.extendleft(reversed(broken))  # a new pool runs them first
 
-    def _round(self, pool: ProcessPoolExecutor, queue: deque[JobPlan], attempts: dict[str, int], suite: Suite,
-               data: Prepared, settings: Settings, started: Callable[[JobPlan], None]
+    def _round(self, pool: ProcessPoolExecutor, queue: deque[JobPlan], attempts: dict[str, int], work: Work,
+               suite: WorkerSuite, data: Prepared, settings: Settings, started: Callable[[JobPlan], None]
                ) -> Iterator[Outcome]:
         """Run jobs from ``queue`` on ``pool`` until it is empty or the pool breaks; returns the jobs to run again
         (those whose worker died)."""
@@ -210,7 +218,7 @@ class ProcessExecutor:
                 job = queue.popleft()
                 started(job)
                 with ctrl_c_deferred():  # submitting may start a worker
-                    futures[pool.submit(attempt, suite, job, data, settings)] = job
+                    futures[pool.submit(attempt, work, suite, job, data, settings)] = job
             if not futures:
                 break
             done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -231,10 +239,6 @@ class ProcessExecutor:
         return broken
 
 
-def _ray_job(suite: Suite, job: JobPlan, data: Prepared, settings: Settings) -> Outcome:
-    return attempt(suite, job, data, settings)
-
-
 @dataclass(frozen=True)
 class RayExecutor:
     """Jobs as Ray tasks on a running cluster (``address``) or on a local instance started here."""
@@ -250,7 +254,7 @@ class RayExecutor:
     def slots(self) -> int | None:
         return self.parallel
 
-    def run(self, suite: Suite, jobs: list[JobPlan], data: Prepared, settings: Settings,
+    def run(self, work: Work, suite: WorkerSuite, jobs: list[JobPlan], data: Prepared, settings: Settings,
             started: Callable[[JobPlan], None] = _quiet) -> Iterator[Outcome]:
         try:
             import ray
@@ -263,13 +267,13 @@ class RayExecutor:
             ray.init(**options, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         died = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
         try:
-            task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0)(_ray_job)
+            task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0)(attempt)
             payload = data.stored(subset_folder(settings)) if self.shared_cache else ray.put(data)
             settings = replace(settings, threads=settings.threads or max(1, int(self.cpus_per_job)), progress=False)
             refs, attempts = {}, dict.fromkeys((j.key for j in jobs), 0)
             for job in jobs:
                 started(job)
-                refs[task.remote(suite, job, payload, settings)] = job
+                refs[task.remote(work, suite, job, payload, settings)] = job
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
                 for ref in done:
@@ -283,7 +287,7 @@ class RayExecutor:
                                              f"({failure_reason(exc)})")
                             continue
                         log.warning("job %s: its Ray worker died; running it again", job.label)
-                        refs[task.remote(suite, job, payload, settings)] = job
+                        refs[task.remote(work, suite, job, payload, settings)] = job
                     except ray.exceptions.RayError as exc:
                         yield JobFailure(job.key, job.label, f"failed on Ray: {failure_reason(exc)}")
         finally:
@@ -291,12 +295,56 @@ class RayExecutor:
                 ray.shutdown()
 
 
-def make_executor(name: str, parallel: int = 1, address: str | None = None, gpus_per_job: float | None = None,
-                  cpus_per_job: float = 1, shared_cache: bool = False) -> Executor:
-    """The executor ``name`` (``local`` or ``ray``) with its settings."""
-    if name == "ray":
-        gpus = gpus_per_job if gpus_per_job is not None else 0.0
-        return RayExecutor(address, parallel if parallel > 1 else None, cpus_per_job, gpus, shared_cache)
-    if name != "local":
-        raise ExecutorError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
-    return ProcessExecutor(parallel) if parallel > 1 else SerialExecutor()
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """The command line's executor settings; each executor takes those it uses."""
+
+    parallel: int = 1  # jobs at once (ray: a local instance's job slots)
+    address: str | None = None  # ray: the cluster to join
+    gpus_per_job: float | None = None  # ray: GPUs per job (None: none)
+    cpus_per_job: float = 1  # ray: CPUs per job
+    shared_cache: bool = False  # ray: workers read prepared data from the cache
+
+
+ExecutorFactory = Callable[[ExecutorOptions], "Executor"]
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """A registered executor: a factory of executors from :class:`ExecutorOptions`, and what it is."""
+
+    name: str
+    factory: ExecutorFactory
+    description: str = ""
+
+
+EXECUTORS: Registry[ExecutorSpec] = Registry("executor", "bench.executors", "bench.executors", spec_type=ExecutorSpec)
+
+
+def register_executor(name: str) -> Callable[[ExecutorFactory], ExecutorFactory]:
+    """Decorator that registers a factory of executors (taking :class:`ExecutorOptions`) as ``bench run --executor
+    NAME``; its docstring's first line describes it in `bench list executors`."""
+
+    def decorate(factory: ExecutorFactory) -> ExecutorFactory:
+        EXECUTORS.register(name, ExecutorSpec(name, factory, summary(factory)), origin=factory.__module__)
+        return factory
+
+    return decorate
+
+
+@register_executor("local")
+def local(options: ExecutorOptions) -> Executor:
+    """This machine: one job after another, or --parallel N jobs at once in worker processes."""
+    return ProcessExecutor(options.parallel) if options.parallel > 1 else SerialExecutor()
+
+
+@register_executor("ray")
+def ray_tasks(options: ExecutorOptions) -> Executor:
+    """Ray tasks on a cluster (--address), or on a Ray instance started here (needs pip install -e '.[ray]')."""
+    return RayExecutor(options.address, options.parallel if options.parallel > 1 else None, options.cpus_per_job,
+                       options.gpus_per_job or 0.0, options.shared_cache)
+
+
+def make_executor(name: str, options: ExecutorOptions = ExecutorOptions()) -> Executor:
+    """The registered executor ``name`` with ``options``."""
+    return EXECUTORS.get(name).factory(options)

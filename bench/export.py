@@ -25,7 +25,7 @@ from bench.files import file_sha256, temp_suffix, write_atomic
 from bench.model import fit_size
 from bench.plan import SELECTION_RULE, plan
 from bench.provenance import stamp
-from bench.records import evaluate_only, read_record
+from bench.records import Record, read_record
 from bench.suite import Suite
 from bench.weights import logit_to_probability
 
@@ -77,30 +77,29 @@ def _command(suite_file: Path, detector: str, train_set: str, seed: int) -> str:
 def export_record(record_path: Path, data_dir: Path, out: Path | None = None) -> Exported:
     """Export the checkpoint that the record ``record_path`` was scored with, from the cache under ``data_dir``."""
     record = read_record(Path(record_path))
-    note = evaluate_only(record)
-    if note is not None:
-        raise ExportError(f"{record_path} scored {note}: nothing trained here to export; use that file")
-    if "suite_config" not in record:
+    if record.evaluate_only is not None:
+        raise ExportError(f"{record_path} scored {record.evaluate_only}: nothing trained here to export; use that file")
+    if record.suite_config is None:
         raise ExportError(f"{record_path} predates suite_config: re-run its suite to republish it, then export")
-    suite = reproducing_suite(Suite.model_validate(record["suite_config"]), record["detector"],
-                              record.get("detector_kwargs", {}), record["train"]["name"], record["seed"])
-    out = _default_out(out, record["detector"], record["train"]["name"], record["seed"])
+    suite = reproducing_suite(Suite.model_validate(record.suite_config), record.detector, record.detector_kwargs,
+                              record.train.name, record.seed)
+    out = _default_out(out, record.detector, record.train.name, record.seed)
     checkpoint = record_checkpoint(record, record_path, data_dir)
-    classes = tuple((record.get("source_attribution") or {}).get("classes", ()))
-    return write_export(checkpoint, suite, record["train"], classes, out)
+    classes = tuple(record.source_attribution.classes) if record.source_attribution else ()
+    return write_export(checkpoint, suite, record.train.model_dump(mode="json", by_alias=True), classes, out)
 
 
-def record_checkpoint(record: dict, record_path: Path, data_dir: Path) -> Checkpoint:
+def record_checkpoint(record: Record, record_path: Path, data_dir: Path) -> Checkpoint:
     """The cached checkpoint a (trained) record was scored with, checked against the sha256 the record holds."""
-    training = record["training"]
+    training = record.training
     store = CheckpointStore(Path(data_dir))
-    checkpoint = store.get(training["checkpoint"])
+    checkpoint = store.get(training.checkpoint)
     if checkpoint is None:
-        raise ExportError(f"the checkpoint {training['checkpoint'][:12]} that {record_path} was scored with is not in "
+        raise ExportError(f"the checkpoint {training.checkpoint[:12]} that {record_path} was scored with is not in "
                           f"{store.root}: give the --data-dir of the run that trained it, or retrain it there with "
-                          f"`bench run --suite {record['suite']} --detectors {record['detector']} --seeds "
-                          f"{record['seed']}` (deterministic on a CPU)")
-    if checkpoint.info["sha256"] != training["checkpoint_sha256"]:
+                          f"`bench run --suite {record.suite} --detectors {record.detector} --seeds "
+                          f"{record.seed}` (deterministic on a CPU)")
+    if checkpoint.info["sha256"] != training.checkpoint_sha256:
         raise ExportError(f"the cached checkpoint {checkpoint.key[:12]} is not the one {record_path} was scored with "
                           "(its sha256 differs): retrain it into an empty --data-dir and export again")
     return checkpoint

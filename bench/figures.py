@@ -1,6 +1,6 @@
 """Figures rendered from a leaderboard frame (matplotlib): robustness curves and cross-source heatmaps.
 
-Both take the per-cell frame of :func:`bench.leaderboard.cells_frame` (one row per cell: the mean over its
+Both take the per-cell frame of :func:`bench.leaderboard_model.cells_frame` (one row per cell: the mean over its
 training seeds, with its interval) and return PNG bytes, so the leaderboard writes them atomically beside its
 tables. Detectors are told apart by the frame's ``name`` (the detector with its constructor arguments).
 """

@@ -35,14 +35,14 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from bench.compare import Aggregate, scored_images, verdict_text
-from bench.metrics import CHUNK_ELEMENTS, Ranking, metrics_from_counts, resampled_counts
-from bench.records import metric_text
-from bench.statistics import holm, seed_difference_test, seed_mean_interval, shared_image_variance
+from bench.compare import Aggregate, verdict_text
+from bench.records import Record, metric_text
+from bench.statistics import holm, seed_difference_test, seed_mean_interval, shared_image_variance, source_resamples
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
+AUC = "roc_auc"  # the view's metric (bench.metrics.RocAuc)
 POOL_BY = "kind"  # the tag whose values get a column of macro means over their unseen families
 HEADING = "Generalization to unseen generators"
 NOTE = (
@@ -100,11 +100,11 @@ class Group:
 
     def per_seed(self, families: Sequence[str]) -> np.ndarray:
         """(seeds,) mean AUC over ``families`` (each the mean over its sources) per training seed."""
-        return np.mean([np.mean([one.metrics["roc_auc"]["per_seed"] for one in self.cells[f]], axis=0)
+        return np.mean([np.mean([one.metrics[AUC]["per_seed"] for one in self.cells[f]], axis=0)
                         for f in families], axis=0)
 
     def family_mean(self, family: str) -> float:
-        return float(np.mean([one.metrics["roc_auc"]["mean"] for one in self.cells[family]]))
+        return float(np.mean([one.metrics[AUC]["mean"] for one in self.cells[family]]))
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class Generalization:
 
     def markdown(self, escape: Callable[[str], str] = str) -> list[str]:
         """The view as Markdown lines: note, tables, heatmaps; ``escape`` makes the names in them inert (e.g.
-        :func:`bench.leaderboard.inert`)."""
+        :func:`bench.leaderboard_markdown.inert`)."""
         lines = [f"## {HEADING}", "", NOTE.format(pool=POOL_BY), ""]
         for heading, note, table in self.tables():
             shown = table.map(lambda value: escape(value) if isinstance(value, str) else value)
@@ -193,17 +193,48 @@ def _p_text(value: float) -> str:
     return "–" if pd.isna(value) else "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _tags(record: dict, source: str) -> dict:
+def _tags(record: Record, source: str) -> dict:
     """The tags the record's suite gives ``source`` ({} for none, or for records without their suite)."""
-    return ((record.get("suite_config") or {}).get("sources", {}).get(source) or {}).get("tags") or {}
+    return ((record.suite_config or {}).get("sources", {}).get(source) or {}).get("tags") or {}
 
 
-def _trained_families(record: dict) -> frozenset[str]:
+def _trained_families(record: Record) -> frozenset[str]:
     """The families of the sources of the record's training set."""
-    config = record.get("suite_config") or {}
-    train = next((t for t in config.get("train", []) if t.get("name") == record["train"]["name"]), {})
+    config = record.suite_config or {}
+    train = next((t for t in config.get("train", []) if t.get("name") == record.train.name), {})
     names = [*train.get("real", []), *train.get("fake", [])]
     return frozenset(tags["family"] for name in names if "family" in (tags := _tags(record, name)))
+
+
+SAMPLING_FIELDS = ("split", "count", "seed", "limit")  # how a source samples its generator, not which generator
+
+
+def _origin(record: Record, source: str) -> dict | None:
+    """What a source's suite entry says of its generator: the entry without how it samples (:data:`SAMPLING_FIELDS`),
+    a perturbed source's ``source`` replaced by that source's origin; None where the suite does not describe it."""
+    entry = (record.suite_config or {}).get("sources", {}).get(source)
+    if not entry:
+        return None
+    entry = {key: value for key, value in entry.items() if key not in SAMPLING_FIELDS}
+    return entry | {"source": _origin(record, entry["source"])} if entry.get("source") else entry
+
+
+def generator_seen(record: Record) -> bool | None:
+    """Whether the generator of the record's fake test images was seen in training: by ``family`` tags where the
+    suite tags its sources (None for an untagged test source there: a control), else when a training source's suite
+    entry differs from the test source's only in how it samples (e.g. the train and test splits of one generator);
+    None for a perturbed source (a control) and for sources the suite does not describe."""
+    tagged = any("family" in (entry or {}).get("tags", {})
+                 for entry in (record.suite_config or {}).get("sources", {}).values())
+    test = record.test.name
+    if tagged:
+        family = _tags(record, test).get("family")
+        return None if family is None else family in _trained_families(record)
+    tested = [_origin(record, draw.name) for draw in record.test.fake.sources]
+    if any(origin is None or origin.get("perturbation") for origin in tested):
+        return None  # not described by the suite, or a control: images of some source, altered
+    trained = [_origin(record, draw.name) for draw in record.train.fake.sources]
+    return all(origin in trained for origin in tested)
 
 
 def _groups(aggregates: Sequence[Aggregate]) -> tuple[list[Group], dict[str, Family]]:
@@ -213,7 +244,7 @@ def _groups(aggregates: Sequence[Aggregate]) -> tuple[list[Group], dict[str, Fam
     for one in aggregates:
         first = one.records[0]
         tags = _tags(first, one.cell.tested_on)
-        if one.cell.perturbation != "clean" or "family" not in tags or first.get("not_applicable"):
+        if one.cell.perturbation != "clean" or "family" not in tags or first.not_applicable:
             continue
         family = str(tags["family"])
         families.setdefault(family, Family(family, tags))
@@ -231,29 +262,15 @@ def _resampled(groups: Sequence[Group]) -> dict[str, dict[str, np.ndarray]] | No
     suite drew no resamples."""
     cells = [one for group in groups for ones in group.cells.values() for one in ones]
     boot = cells[0].bootstrap
-    n_boot = int(boot["resamples"])
+    n_boot = boot.resamples
     if (n_boot < 2 or any(one.runs is None for one in cells)
-            or len({scored_images(one.records[0])[0] for one in cells}) > 1
+            or len({one.records[0].scored_images[0] for one in cells}) > 1
             or any(one.seeds != group.seeds for group in groups for ones in group.cells.values() for one in ones)):
         return None
-    n_real = int(cells[0].records[0]["n_real"])
-    sizes = {one.cell.tested_on: int(one.records[0]["n_fake"]) for one in cells}
-    sources = sorted(sizes)
-    rankings = {(group.detector, one.cell.tested_on): [(Ranking.of(labels, scores), threshold)
-                                                       for labels, scores, threshold in one.runs]
-                for group in groups for ones in group.cells.values() for one in ones}
-    rng = np.random.default_rng(int(boot["seed"]))
-    rows = max(1, CHUNK_ELEMENTS // (n_real + max(sizes.values())))
-    chunks: dict[tuple[str, str], list[np.ndarray]] = {key: [] for key in rankings}
-    for start in range(0, n_boot, rows):
-        count = min(rows, n_boot - start)
-        real = rng.integers(0, n_real, (count, n_real))
-        fakes = {source: rng.integers(0, sizes[source], (count, sizes[source])) for source in sources}
-        for (detector, source), runs in rankings.items():
-            chunks[detector, source].append(np.stack([
-                metrics_from_counts(ranking.values, *resampled_counts(ranking, real, fakes[source]), threshold)
-                ["roc_auc"] for ranking, threshold in runs], axis=1))
-    by_source = {key: np.concatenate(parts) for key, parts in chunks.items()}
+    draws = source_resamples({(group.detector, one.cell.tested_on): (one.cell.tested_on, one.runs)
+                              for group in groups for ones in group.cells.values() for one in ones},
+                             n_boot, boot.seed, names=[AUC])
+    by_source = {key: samples[AUC] for key, samples in draws.items()}
     return {group.detector: {family: np.mean([by_source[group.detector, one.cell.tested_on] for one in ones], axis=0)
                              for family, ones in group.cells.items()} for group in groups}
 
@@ -297,7 +314,7 @@ def generalization(aggregates: Sequence[Aggregate]) -> Generalization | None:
                          key=lambda g: (-np.mean([g.family_mean(f) for f in g.cells if f not in g.seen] or [-1]),
                                         g.detector))
         resampled = _resampled(members)
-        level = float(members[0].first.bootstrap["level"])
+        level = members[0].first.bootstrap.level
         unseen_of: dict[str, list[str]] = {}
         for group in members:
             seen = [f for f in order if f in group.cells and f in group.seen]
@@ -313,7 +330,7 @@ def generalization(aggregates: Sequence[Aggregate]) -> Generalization | None:
             row["worst_family"] = worst or "–"
             if worst is not None:
                 ones = group.cells[worst]
-                result = ({"mean": ones[0].metrics["roc_auc"]["mean"], "ci": ones[0].metrics["roc_auc"]["ci"]}
+                result = ({"mean": ones[0].metrics[AUC]["mean"], "ci": ones[0].metrics[AUC]["ci"]}
                           if len(ones) == 1 else _interval(group, [worst], draws, level))
                 row |= _columns("worst", result)
             for value in pools:
@@ -322,7 +339,7 @@ def generalization(aggregates: Sequence[Aggregate]) -> Generalization | None:
                 row[f"{POOL_BY}={value}_n"] = len(pooled)
             summary.append(row)
             heatmap_rows += [{"trained_on": trained_on, "detector": group.detector, "family": f,
-                              "label": families[f].label, "seen": f in group.seen, "roc_auc": group.family_mean(f)}
+                              "label": families[f].label, "seen": f in group.seen, AUC: group.family_mean(f)}
                              for f in order if f in group.cells]
         comparisons += _comparisons(members, unseen_of, resampled, level)
     return Generalization(pd.DataFrame(summary), pd.DataFrame(comparisons), pd.DataFrame(heatmap_rows), pools)
@@ -355,10 +372,44 @@ def _comparisons(members: list[Group], unseen_of: dict[str, list[str]],
     for pair, p_holm in zip(pairs, adjusted, strict=True):
         significant = bool(p_holm < 1 - level)
         pair |= {"p_holm": float(p_holm), "significant": significant,
-                 "verdict": verdict_text(pair["a"], pair["b"], {"roc_auc": {
+                 "verdict": verdict_text(pair["a"], pair["b"], {AUC: {
                      "a": pair["a_unseen"], "b": pair["b_unseen"], "difference": pair["difference"],
                      "significant": significant}})}
     return pairs
+
+
+@dataclass(frozen=True)
+class MacroMean:
+    """The best detector of one training set on the macro mean AUC over some test sources (clean cells), with its
+    interval, and its paired comparison with the runner-up (None with one detector, or without score files)."""
+
+    detector: str
+    mean: float
+    ci: list[float] | None
+    runner_up: dict | None  # the generalization view's comparison row: b, difference, its ci, p_holm, significant
+
+
+def best_macro_mean(aggregates: Sequence[Aggregate], trained_on: str, sources: Sequence[str]) -> MacroMean | None:
+    """The detector trained on ``trained_on`` with the highest macro mean AUC over the clean cells of ``sources`` (each
+    source weighted equally; intervals and the paired test as the generalization view's, each source taken as a
+    family); None unless every detector has every source."""
+    groups: dict[str, Group] = {}
+    for one in aggregates:
+        if (one.cell.trained_on == trained_on and one.cell.perturbation == "clean" and one.cell.tested_on in sources
+                and not one.records[0].not_applicable):
+            group = groups.setdefault(one.cell.name, Group(one.cell.name, trained_on, frozenset()))
+            group.cells[one.cell.tested_on] = [one]
+    members = [g for g in groups.values() if set(g.cells) == set(sources)]
+    if not members:
+        return None
+    members.sort(key=lambda g: (-g.per_seed(sources).mean(), g.detector))
+    resampled = _resampled(members)
+    level = members[0].first.bootstrap.level
+    best = members[0]
+    result = _interval(best, sources, resampled[best.detector] if resampled else None, level)
+    pairs = _comparisons(members, dict.fromkeys(groups, list(sources)), resampled, level)
+    runner_up = next((pair for pair in pairs if pair["a"] == best.detector), None)
+    return MacroMean(best.detector, result["mean"], result["ci"], runner_up)
 
 
 def heatmap(frame: pd.DataFrame, trained_on: str) -> bytes:
@@ -366,7 +417,7 @@ def heatmap(frame: pd.DataFrame, trained_on: str) -> bytes:
     families are marked "(seen)"."""
     columns = list(dict.fromkeys(frame["family"]))
     rows = list(dict.fromkeys(frame["detector"]))
-    table = frame.pivot(index="detector", columns="family", values="roc_auc").reindex(index=rows, columns=columns)
+    table = frame.pivot(index="detector", columns="family", values=AUC).reindex(index=rows, columns=columns)
     labels = frame.drop_duplicates("family").set_index("family")
     ticks = [labels.loc[f, "label"] + (" (seen)" if frame[frame["family"] == f]["seen"].any() else "")
              for f in columns]

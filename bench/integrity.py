@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.compare import load_run
 from bench.metrics import METRICS, evaluate, evasion_rate
-from bench.records import RecordError, identity
-from bench.statistics import Run
+from bench.records import Record, RecordError
+from bench.sources import content_hash
+from bench.statistics import ResampleCache, Run
 
 log = logging.getLogger(__name__)
 
@@ -61,55 +61,101 @@ def _differences(stored: dict, recomputed: dict, prefix: str) -> Iterator[tuple[
             yield f"{prefix}.{name}", stored.get(name), value
 
 
-def recomputed(record: dict, run: Run, clean: Run | None = None) -> dict:
+def load_scores(root: Path, record: Record) -> Run | None:
+    """The record's (labels, scores, threshold) from its score file under the results folder ``root``; None when it
+    has none (records before schema 2, or a folder copied without ``scores/``). A file that does not hold the
+    scores the record names (sha256) is an error."""
+    if record.scores is None:
+        return None
+    root = Path(root).resolve()
+    path = (root / record.scores.file).resolve()
+    if not path.is_relative_to(root):
+        raise RecordError(f"record {record.key} names a score file outside its results folder: {record.scores.file}")
+    if not path.is_file():
+        return None
+    scores = np.load(path, allow_pickle=False)
+    if content_hash(scores) != record.scores.sha256 or scores.shape != (record.n_real + record.n_fake,):
+        raise RecordError(f"{path} does not hold the scores of record {record.key} (sha256 differs): re-run its "
+                          "suite")
+    return np.r_[np.zeros(record.n_real, int), np.ones(record.n_fake, int)], scores.astype(np.float64), record.threshold
+
+
+class ScoreFiles:
+    """The score files of one results folder, each read and checked against its record's sha256 once
+    (:func:`load_scores`), with the bootstrap resamples of each run computed once (:class:`ResampleCache`): integrity
+    checks, aggregation and comparisons of one render share them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.resamples = ResampleCache()
+        self._runs: dict[str, Run | None] = {}
+
+    def run(self, record: Record) -> Run | None:
+        """The record's run (:func:`load_scores`), the same object every time."""
+        if record.key not in self._runs:
+            self._runs[record.key] = load_scores(self.root, record)
+        return self._runs[record.key]
+
+
+def recomputed(record: Record, run: Run, clean: Run | None = None, samples: Mapping[str, np.ndarray] | None = None
+               ) -> dict:
     """The parts of ``record`` that its scores ``run`` (labels, scores, threshold) determine, as the record holds
     them: ``metrics`` (those of :data:`bench.metrics.METRICS` it has, and ``evasion_rate`` given the ``clean`` run
-    of the same job), ``confusion_matrix``, ``n_real`` and ``n_fake``."""
+    of the same job), ``confusion_matrix``, ``n_real`` and ``n_fake``; ``samples``: the run's bootstrap resamples
+    under the record's settings, where already computed."""
     labels, scores, threshold = run
-    boot = record["bootstrap"]
-    result = evaluate(labels, scores, threshold, int(boot["resamples"]), float(boot["level"]), int(boot["seed"]))
-    metrics = {name: result["metrics"][name] for name in METRICS if name in record["metrics"]}
-    if clean is not None and "evasion_rate" in record["metrics"]:
+    boot = record.bootstrap
+    result = evaluate(labels, scores, threshold, boot.resamples, boot.level, boot.seed, samples=samples)
+    metrics = {name: result["metrics"][name] for name in METRICS if name in record.metrics}
+    if clean is not None and "evasion_rate" in record.metrics:
         fakes = np.asarray(labels) == 1
         metrics["evasion_rate"] = evasion_rate(np.asarray(clean[1])[fakes], np.asarray(scores)[fakes], threshold,
-                                               float(boot["level"]))
+                                               boot.level)
     return {"metrics": metrics, "confusion_matrix": result["confusion_matrix"], "n_real": result["n_real"],
             "n_fake": result["n_fake"]}
 
 
-def _job_cell(record: dict) -> tuple:
+def _job_cell(record: Record) -> tuple:
     """What a record shares with the clean cell of its job: its identity minus the perturbation."""
-    cell = identity(record)
+    cell = record.identity
     return cell.detector, cell.kwargs, cell.trained_on, cell.tested_on, cell.seed
 
 
-def check_records(records: Mapping[Path, dict]) -> int:
-    """Recompute every record's numbers from its score file (records by path, ``<folder>/records/<key>.json``, as
-    :func:`bench.records.load_records` gives them) and raise :class:`IntegrityError` naming the file and field of
-    the first that disagrees (and how many more do); returns how many records were checked."""
+def check_records(records: Mapping[Path, Record], scores: ScoreFiles | None = None) -> int:
+    """Recompute every record's numbers from its score file (records of one results folder by path,
+    ``<folder>/records/<key>.json``, as :func:`bench.records.load_records` gives them; score files read through
+    ``scores`` where given, so that what is read and resampled here serves the render too) and raise
+    :class:`IntegrityError` naming the file and field of the first that disagrees (and how many more do); returns how
+    many records were checked."""
+    if not records:
+        return 0
+    scores = scores or ScoreFiles(Path(next(iter(records))).parent.parent)
     runs: dict[Path, Run | None] = {}
     for path, record in records.items():
-        if record.get("scores") and not record.get("not_applicable"):
+        if record.scores is not None and not record.not_applicable:
             try:
-                runs[path] = load_run(Path(path).parent.parent, record)
+                runs[path] = scores.run(record)
             except RecordError as exc:
                 raise IntegrityError(f"{path}: scores.sha256: {exc}") from None
     clean = {_job_cell(records[p]): run for p, run in runs.items()
-             if run is not None and records[p]["perturbation"]["name"] == "clean"}
+             if run is not None and records[p].perturbation.name == "clean"}
     problems = []
     for path, run in runs.items():
         if run is None:
             continue
         record = records[path]
-        expected = recomputed(record, run, clean.get(_job_cell(record)))
-        problems += [(path, *difference) for difference in _differences(record, expected, "")]
+        boot = record.bootstrap
+        samples = scores.resamples.samples(run, boot.resamples, boot.seed) if boot.resamples else None
+        expected = recomputed(record, run, clean.get(_job_cell(record)), samples)
+        stored = record.model_dump(include=set(expected))
+        problems += [(path, *difference) for difference in _differences(stored, expected, "")]
     if problems:
         path, field, stored, value = problems[0]
         more = f" ({len(problems) - 1} more numbers disagree)" if len(problems) > 1 else ""
         raise IntegrityError(f"{path}: {field.lstrip('.')} is {stored!r} but its score file gives {value!r}{more}: "
                              "the record was edited or damaged; delete it and re-run its suite")
     unchecked = sum(run is None for run in runs.values()) + sum(
-        not r.get("scores") and not r.get("not_applicable") for r in records.values())
+        r.scores is None and not r.not_applicable for r in records.values())
     if unchecked:
         log.info("%d records have no score file: their numbers were not checked against per-image scores", unchecked)
     return sum(run is not None for run in runs.values())

@@ -9,7 +9,10 @@ towards "real", within an L-infinity budget ``eps`` on pixel values in [0, 1]. `
 a fraction of 8-bit levels, e.g. ``"8/255"``.
 
 A perturbation's parameters are checked against its signature (type hints, with bounds written as
-``Annotated[..., Field(...)]``, see :func:`parameters_model`) when a suite is loaded and on every call.
+``Annotated[..., Field(...)]``, see :func:`parameters_model`) when a suite is loaded and on every call. Every
+registration declares its cost, the forward and backward passes through the detector per image
+(:func:`gradient_steps`: 0 for a corruption), so that estimates count a new attack's steps and a detector
+without gradients gets "not applicable" for it; a suite names a perturbation with a :class:`PerturbationEntry`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,24 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from bench.config import Strict, explain
 from bench.encoding import jpeg_roundtrip
-from bench.registry import Registry
+from bench.registry import Registry, summary
 
 if TYPE_CHECKING:  # torch and the attack library are imported where used, so that listing needs neither
     import torch
@@ -39,32 +53,67 @@ class Perturbation(Protocol):
     ) -> torch.Tensor: ...
 
 
-PERTURBATIONS: Registry[Perturbation] = Registry("perturbation", "bench.perturbations", "bench.perturbations")
+GradientSteps = int | Callable[[dict[str, Any]], int]
+"""Forward and backward passes through the detector per image: a number, or a function of the perturbation's
+parameters (defaults filled in), e.g. ``lambda params: params["steps"]``."""
 
 
-def register_perturbation(name: str, needs_gradients: bool = False) -> Callable[[Perturbation], Perturbation]:
-    """Decorator that registers a perturbation function under ``name``; each call checks its parameters against
-    the function's signature (:func:`parameters_model`) and raises a pydantic ValidationError (a ValueError).
-    ``needs_gradients``: it follows the detector's gradients (an attack), so it does not apply to a detector
-    that is not differentiable."""
+@dataclass(frozen=True)
+class PerturbationSpec:
+    """A registered perturbation: its function, what it is, and what it costs per image.
+
+    Calling the spec checks the parameters against the function's signature (:func:`parameters_model`, a pydantic
+    ValidationError, a ValueError, if they do not fit) and applies the function.
+    """
+
+    name: str
+    function: Perturbation
+    description: str
+    gradient_steps: GradientSteps  # 0: a corruption, which ignores the detector
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
+                 **params: Any) -> torch.Tensor:
+        parameters_model(self.function).model_validate(params)
+        return self.function(images, labels, detector, generator, **params)
+
+    @property
+    def needs_gradients(self) -> bool:
+        """Whether it follows the detector's gradients (an attack), so that it does not apply to a detector that is
+        not differentiable."""
+        return callable(self.gradient_steps) or self.gradient_steps > 0
+
+    @property
+    def kind(self) -> str:
+        """``attack`` or ``corruption``."""
+        return "attack" if self.needs_gradients else "corruption"
+
+    @property
+    def parameters(self) -> list[str]:
+        """The names of its parameters (those after images, labels, detector and generator)."""
+        return list(inspect.signature(self.function).parameters)[4:]
+
+
+PERTURBATIONS: Registry[PerturbationSpec] = Registry(
+    "perturbation", "bench.perturbations", "bench.perturbations", spec_type=PerturbationSpec, factories=False,
+    register_with="@bench.perturbations.register_perturbation(name, gradient_steps=...)")
+
+
+def register_perturbation(name: str, *, gradient_steps: GradientSteps) -> Callable[[Perturbation], Perturbation]:
+    """Decorator that registers a perturbation function under ``name`` with its cost: ``gradient_steps``, the forward
+    and backward passes through the detector it makes per image (0 for a corruption; an attack says how many, so
+    that estimates count them). An attack does not apply to a detector that is not differentiable."""
 
     def decorate(function: Perturbation) -> Perturbation:
-        @functools.wraps(function)
-        def checked(images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
-                    **params: Any) -> torch.Tensor:
-            parameters_model(function).model_validate(params)
-            return function(images, labels, detector, generator, **params)
-
-        checked.needs_gradients = needs_gradients
-        PERTURBATIONS.register(name, checked, origin=function.__module__)
-        return checked
+        spec = PerturbationSpec(name, function, summary(function), gradient_steps)
+        PERTURBATIONS.register(name, spec, origin=function.__module__)
+        return function
 
     return decorate
 
 
 def needs_gradients(name: str) -> bool:
     """Whether the registered perturbation ``name`` follows a detector's gradients."""
-    return bool(getattr(PERTURBATIONS.get(name), "needs_gradients", False))
+    return PERTURBATIONS.get(name).needs_gradients
 
 
 @functools.cache
@@ -90,13 +139,13 @@ def parameters_model(function: Callable) -> type[BaseModel]:
                         **fields)
 
 
-@register_perturbation("clean")
+@register_perturbation("clean", gradient_steps=0)
 def clean(images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator) -> torch.Tensor:
     """No perturbation: the images as stored."""
     return images
 
 
-@register_perturbation("jpeg")
+@register_perturbation("jpeg", gradient_steps=0)
 def jpeg(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     quality: Annotated[int, Field(ge=1, le=95)] = 75,
@@ -108,7 +157,7 @@ def jpeg(
     return torch.from_numpy(jpeg_roundtrip(pixels, quality)).to(images.device, images.dtype) / 255
 
 
-@register_perturbation("blur")
+@register_perturbation("blur", gradient_steps=0)
 def blur(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     sigma: Annotated[float, Field(ge=0)] = 1.0,
@@ -122,7 +171,7 @@ def blur(
     return TF.gaussian_blur(images, kernel_size=[size, size], sigma=[sigma, sigma])
 
 
-@register_perturbation("noise")
+@register_perturbation("noise", gradient_steps=0)
 def noise(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     sigma: Annotated[float, Field(ge=0)] = 0.05,
@@ -134,7 +183,7 @@ def noise(
     return (images + sigma * draw).clamp(0, 1)
 
 
-@register_perturbation("resize")
+@register_perturbation("resize", gradient_steps=0)
 def resize(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     scale: Annotated[float, Field(gt=0, le=1)] = 0.5,
@@ -145,6 +194,65 @@ def resize(
     height, width = images.shape[-2:]
     small = F.interpolate(images, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)
     return F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+class PerturbationEntry(Strict):
+    """A registered perturbation and its parameters, e.g. ``{name: jpeg, quality: 50}``."""
+
+    name: str
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "params" not in value:
+            return {"name": value.get("name"), "params": {k: v for k, v in value.items() if k != "name"}}
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return PERTURBATIONS.validate(name)
+
+    @model_validator(mode="after")
+    def _parameters(self) -> PerturbationEntry:
+        accepted = self.spec.parameters
+        unknown = sorted(set(self.params) - set(accepted))
+        if unknown:
+            raise ValueError(f"perturbation {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(accepted) or 'none'}")
+        try:
+            parameters_model(self.spec.function).model_validate(self.params)
+        except ValidationError as exc:
+            raise ValueError(f"perturbation {self.name!r}: {explain(exc)}") from None
+        return self
+
+    @property
+    def spec(self) -> PerturbationSpec:
+        """The registered perturbation."""
+        return PERTURBATIONS.get(self.name)
+
+    def effective_params(self) -> dict[str, Any]:
+        """The parameters with the perturbation's defaults filled in."""
+        defaults = {name: field.default for name, field in parameters_model(self.spec.function).model_fields.items()
+                    if not field.is_required()}
+        return defaults | self.params
+
+    @property
+    def label(self) -> str:
+        """e.g. ``clean`` or ``jpeg(quality=50)``."""
+        if not self.params:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
+
+
+def gradient_steps(entry: PerturbationEntry) -> int:
+    """Forward and backward passes through the detector that ``entry`` makes per image, as its registration
+    declares them (0 for a corruption)."""
+    steps = entry.spec.gradient_steps
+    return int(steps(entry.effective_params()) if callable(steps) else steps)
 
 
 def pixel_budget(value: float | str) -> float:
@@ -177,7 +285,7 @@ def _attack(attack: torchattacks.Attack, images: torch.Tensor, labels: torch.Ten
         return attack(images.float(), labels.long()).to(images.dtype)
 
 
-@register_perturbation("fgsm", needs_gradients=True)
+@register_perturbation("fgsm", gradient_steps=1)
 def fgsm(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     eps: PixelBudget = "4/255",
@@ -193,7 +301,7 @@ def fgsm(
     return _attack(torchattacks.FGSM(TwoClassLogits(detector), eps=budget), images, labels, generator)
 
 
-@register_perturbation("pgd", needs_gradients=True)
+@register_perturbation("pgd", gradient_steps=lambda params: params["steps"])
 def pgd(
     images: torch.Tensor, labels: torch.Tensor, detector: Detector, generator: torch.Generator,
     eps: PixelBudget = "4/255", steps: Annotated[int, Field(ge=1)] = 10, step: PixelBudget | None = None,

@@ -1,11 +1,18 @@
-"""Plan: a suite and its prepared data become jobs and cells, each with a content key. Pure: nothing is
+"""Plan: a suite becomes jobs and cells; on its prepared data, each gets a content key. Pure: nothing is
 trained, read from the results folder or written.
 
 A *job* is one detector trained on one training set with one seed (its grid candidates are chosen on
-validation); a *cell* is a job scored on one test source under one perturbation. A candidate's key (the
-checkpoint's) covers the detector, its arguments, the recipe, the hashes of the exact training images and
-the seed; a cell's key covers its job, the names the leaderboard shows (training set, test source), the
+validation); a *cell* is a job scored on one test source under one perturbation. :func:`outline` names them
+from the suite alone (what a dry run lists before any source is imported); :func:`plan` keys them. A candidate's
+key (the checkpoint's) covers the detector, its arguments, the recipe, the hashes of the exact training images
+and the seed; a cell's key covers its job, the names the leaderboard shows (training set, test source), the
 hashes of the exact test images, the perturbation and the scoring settings.
+
+A detector from outside bench (an entry-point plugin, a module of the user's) also puts its code into its keys:
+the sha256 of its package's source files and its distribution's version (:func:`bench.provenance.code_identity`),
+so an edited plugin is retrained and rescored, never served from the cache. A detector shipped in bench adds
+nothing, which keeps the keys of every published result as they were: its code is named by the git commit each
+record carries, and a change to it that changes what it trains bumps :data:`TRAINING_VERSION`.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pathlib import Path
 from bench.detector import DETECTORS, TIMM_PREFIX
 from bench.files import file_sha256
 from bench.prepare import Prepared, Subset
-from bench.provenance import content_key
+from bench.provenance import DetectorCode, code_identity, content_key
 from bench.recipe import Recipe
 from bench.suite import DetectorEntry, FixedThreshold, PerturbationEntry, Suite
 
@@ -39,6 +46,38 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class CellOutline:
+    """A cell as the suite names it: a test source under a perturbation (its key follows from the images)."""
+
+    test_fake: str
+    perturbation: PerturbationEntry
+    explains: bool  # also carries attributions
+
+
+def job_label(entry: DetectorEntry, train_name: str, seed: int) -> str:
+    """e.g. ``lenet on sd14, seed 0``, or ``lenet (weights lenet.pt) beside sd14`` for one trained elsewhere."""
+    if entry.evaluate_only:
+        return f"{entry.name} (weights {entry.weights_file(seed).name}) beside {train_name}"
+    return f"{entry.name} on {train_name}, seed {seed}"
+
+
+@dataclass(frozen=True)
+class JobOutline:
+    """A job as the suite names it, or the part of a planned job still to do: the recipes to train (one per grid
+    candidate; none for weights made elsewhere or cached checkpoints) and the cells to score."""
+
+    entry: DetectorEntry
+    train_name: str
+    seed: int
+    recipes: tuple[Recipe, ...]
+    cells: tuple[CellOutline, ...]
+
+    @property
+    def label(self) -> str:
+        return job_label(self.entry, self.train_name, self.seed)
+
+
+@dataclass(frozen=True)
 class CellPlan:
     """One (job) x (test source, perturbation) measurement."""
 
@@ -46,6 +85,7 @@ class CellPlan:
     test_fake: str
     perturbation: PerturbationEntry
     explains: bool  # also carries attributions
+    input: tuple[dict | None, dict | None]  # how the real and the fake test images reach the detector
 
 
 @dataclass(frozen=True)
@@ -60,17 +100,24 @@ class JobPlan:
     classes: tuple[str, ...]  # source attribution: "real", then the training fake sources
     cells: tuple[CellPlan, ...]
     weights_sha256: str | None = None  # evaluate-only: the sha256 of the weights file the key covers
+    detector_code: DetectorCode | None = None  # a detector from outside bench: the code its keys cover
+    calibration: Recipe | None = None  # evaluate-only, calibrated: the recipe whose validation split sets the threshold
 
     @property
     def label(self) -> str:
-        """e.g. ``lenet on sd14, seed 0``, or ``lenet (weights lenet.pt) beside sd14`` for one trained elsewhere."""
-        if self.entry.evaluate_only:
-            return f"{self.entry.name} (weights {Path(self.entry.weights).name}) beside {self.train_name}"
-        return f"{self.entry.name} on {self.train_name}, seed {self.seed}"
+        return job_label(self.entry, self.train_name, self.seed)
 
     def with_cells(self, keys: set[str]) -> JobPlan:
         """This job restricted to the cells whose keys are in ``keys``."""
         return replace(self, cells=tuple(c for c in self.cells if c.key in keys))
+
+    def remaining(self, cached: set[str], recorded: set[str]) -> JobOutline:
+        """What is left of this job: the candidates without a checkpoint in ``cached``, the cells without a record
+        in ``recorded``."""
+        return JobOutline(self.entry, self.train_name, self.seed,
+                          tuple(c.recipe for c in self.candidates if c.key not in cached),
+                          tuple(CellOutline(c.test_fake, c.perturbation, c.explains) for c in self.cells
+                                if c.key not in recorded))
 
 
 @dataclass(frozen=True)
@@ -99,9 +146,9 @@ def pretrained_identity(pretrained: str | None) -> str | None:
     return file_sha256(Path(pretrained))
 
 
-def weights_identity(entry: DetectorEntry) -> str:
-    """The sha256 of an evaluate-only detector's weights file; PlanError if there is none."""
-    path = Path(entry.weights)
+def weights_identity(entry: DetectorEntry, seed: int) -> str:
+    """The sha256 of an evaluate-only detector's weights file for ``seed``; PlanError if there is none."""
+    path = entry.weights_file(seed)
     if not path.is_file():
         raise PlanError(f"detector {entry.name!r}: weights file {path} not found (paths are relative to the current "
                         "folder): give the path of the .safetensors, .pt or .pth file")
@@ -119,20 +166,37 @@ def input_adaptation(suite: Suite, detector: str, size: int) -> dict | None:
     return {"from": size, "to": wanted, "method": suite.input_size}
 
 
+def outline(suite: Suite) -> list[JobOutline]:
+    """Every job of ``suite`` with its cells, in order, from the suite alone (nothing imported or keyed)."""
+    jobs = []
+    for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
+        once = entry.evaluate_only and not entry.weights_per_seed and seed != suite.seeds[0]
+        if once or (entry.evaluate_only and entry.calibrate and train.name not in entry.calibrate):
+            continue  # weights made elsewhere: scored once (per seed with {seed}) beside each training set listed
+        cells = tuple(CellOutline(fake, perturbation, suite.attribution is not None and perturbation.name == "clean")
+                      for fake, perturbation in itertools.product(suite.test_fakes(), suite.perturbations))
+        recipes = () if entry.evaluate_only else tuple(grid(suite, entry))
+        jobs.append(JobOutline(entry, train.name, seed, recipes, cells))
+    return jobs
+
+
 def plan(suite: Suite, data: Prepared) -> Plan:
     """Jobs and cells of ``suite`` on its prepared data, with their keys."""
     test_real = data.test[suite.test.real]
     jobs = []
-    weights = {e.weights: weights_identity(e) for e in suite.detectors if e.evaluate_only}
-    for train, entry, seed in itertools.product(suite.train, suite.detectors, suite.seeds):
+    weights = {e.weights_file(s): weights_identity(e, s) for e in suite.detectors if e.evaluate_only
+               for s in (suite.seeds if e.weights_per_seed else suite.seeds[:1])}
+    trains = {t.name: t for t in suite.train}
+    for job in outline(suite):
+        entry, seed, train = job.entry, job.seed, trains[job.train_name]
         real, fake = data.train[train.name]
         if real.size != fake.size:
             raise PlanError(f"training set {train.name!r} mixes {real.size}x{real.size} reals and "
                             f"{fake.size}x{fake.size} fakes: train on images of one size")
+        code = code_identity(DETECTORS.get(entry.name).factory.__module__)
+        identity = {"code": code.model_dump()} if code else {}  # builtin detectors: keys as they always were
         if entry.evaluate_only:
-            if seed != suite.seeds[0] or (entry.calibrate and train.name not in entry.calibrate):
-                continue  # weights made elsewhere: scored once beside each training set it is listed with
-            job_key = evaluate_only_key(suite, entry, weights[entry.weights], seed, real, fake)
+            job_key = evaluate_only_key(suite, entry, weights[entry.weights_file(seed)], seed, real, fake, identity)
             candidates, classes = (), ()
         else:
             pretrained = pretrained_identity(entry.pretrained)
@@ -143,33 +207,36 @@ def plan(suite: Suite, data: Prepared) -> Plan:
                     "detector": entry.name, "kwargs": entry.kwargs, "pretrained": pretrained,
                     "recipe": recipe.model_dump(mode="json"), "train_real": real.sha256, "train_fake": fake.sha256,
                     "seed": seed, "version": TRAINING_VERSION, **({"classes": classes} if classes else {}),
-                    **({"input": adapted} if adapted else {}),
+                    **({"input": adapted} if adapted else {}), **identity,
                 }))
-                for recipe in grid(suite, entry)
+                for recipe in job.recipes
             )
             job_key = content_key({"candidates": [c.key for c in candidates], "selection": SELECTION_RULE})
         cells = []
-        for fake_name, perturbation in itertools.product(suite.test_fakes(), suite.perturbations):
-            test_fake = data.test[fake_name]
-            explains = suite.attribution is not None and perturbation.name == "clean"
+        for cell in job.cells:
+            test_fake = data.test[cell.test_fake]
+            inputs = tuple(input_adaptation(suite, entry.name, s.size) for s in (test_real, test_fake))
             measured = {
-                "job": job_key, "train_set": train.name, "test_source": fake_name,
+                "job": job_key, "train_set": train.name, "test_source": cell.test_fake,
                 "test_real": test_real.sha256, "test_fake": test_fake.sha256,
-                "perturbation": perturbation.model_dump(), "bootstrap": suite.bootstrap, "ci_level": suite.ci_level,
-                "version": SCORING_VERSION,
-                "input": [input_adaptation(suite, entry.name, s.size) for s in (test_real, test_fake)],
+                "perturbation": cell.perturbation.model_dump(), "bootstrap": suite.bootstrap,
+                "ci_level": suite.ci_level, "version": SCORING_VERSION,
+                "input": list(inputs),
             }
-            if explains:
+            if cell.explains:
                 measured["attribution"] = suite.attribution.model_dump()
-            cells.append(CellPlan(content_key(measured), fake_name, perturbation, explains))
+            cells.append(CellPlan(content_key(measured), cell.test_fake, cell.perturbation, cell.explains, inputs))
+        calibration = grid(suite, entry)[0] if entry.evaluate_only and entry.calibrate else None
         jobs.append(JobPlan(entry, train.name, seed, candidates, job_key, classes, tuple(cells),
-                            weights.get(entry.weights)))
+                            weights.get(entry.weights_file(seed)) if entry.evaluate_only else None, code, calibration))
     return Plan(suite, tuple(jobs))
 
 
-def evaluate_only_key(suite: Suite, entry: DetectorEntry, sha256: str, seed: int, real: Subset, fake: Subset) -> str:
-    """The key of an evaluate-only job: the weights' sha256 and remapping, and the threshold rule with, when it is
-    calibrated, the exact validation images it is chosen on (training set hashes, seed, validation share)."""
+def evaluate_only_key(suite: Suite, entry: DetectorEntry, sha256: str, seed: int, real: Subset, fake: Subset,
+                      identity: dict) -> str:
+    """The key of an evaluate-only job: the weights' sha256 and remapping, the detector's code ``identity`` (empty
+    for one shipped in bench), and the threshold rule with, when it is calibrated, the exact validation images it is
+    chosen on (training set hashes, seed, validation share)."""
     if entry.calibrate:
         rule: dict = {"calibrate": {"train_real": real.sha256, "train_fake": fake.sha256, "seed": seed,
                                     "val_fraction": grid(suite, entry)[0].val_fraction,
@@ -178,4 +245,4 @@ def evaluate_only_key(suite: Suite, entry: DetectorEntry, sha256: str, seed: int
     else:
         rule = {"threshold": (entry.threshold or FixedThreshold(probability=0.5)).value}
     return content_key({"detector": entry.name, "kwargs": entry.kwargs, "weights": sha256,
-                        "remap": [entry.strip_prefix, entry.add_prefix], **rule})
+                        "remap": [entry.strip_prefix, entry.add_prefix], **rule, **identity})

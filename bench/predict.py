@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from bench.decoding import IMAGE_SUFFIXES, ImageFileError, decode_image, printable_name
 from bench.detector import DETECTORS, build_detector
 from bench.export import input_policy, record_checkpoint
 from bench.files import temp_suffix
-from bench.importers import IMAGE_SUFFIXES, ImageFileError, decode_image, printable_name
-from bench.model import Detector, fit_size
-from bench.records import evaluate_only, read_record
-from bench.training import autocast
+from bench.model import Detector, autocast, fit_size
+from bench.records import read_record
 from bench.weights import WeightsError, check_fit, load_weights, logit_to_probability, probability_to_logit
 
 MAX_FILE_BYTES = 256 * 2**20  # a larger file is skipped unread
@@ -125,28 +124,28 @@ def from_record(record_path: Path, data_dir: Path, threshold: float | None = Non
                 logit_threshold: float | None = None) -> Predictor:
     """A predictor with the weights a results record was scored with, and the record's threshold."""
     record = read_record(Path(record_path))
-    adapt = (record.get("suite_config") or {}).get("input_size", "resize")
-    name, kwargs = record["detector"], record.get("detector_kwargs", {})
+    adapt = (record.suite_config or {}).get("input_size", "resize")
+    name, kwargs = record.detector, record.detector_kwargs
     if not DETECTORS.get(name).differentiable:
         raise PredictError(f"{record_path} is of {name!r}, an estimator: bench predict scores neural detectors")
-    classes = tuple((record.get("source_attribution") or {}).get("classes", ()))
+    classes = tuple(record.source_attribution.classes) if record.source_attribution else ()
     model = build_detector(name, classes=classes, adapt=adapt, **kwargs)
-    if evaluate_only(record):
-        weights = record["weights"]
-        read = load_weights(model.model, weights["file"], weights["remap"]["strip_prefix"],
-                            weights["remap"]["add_prefix"], name)
-        if read.sha256 != weights["sha256"]:
-            raise WeightsError(f"{weights['file']} is not the file {record_path} was scored with (sha256 "
-                               f"{read.sha256[:12]}, recorded {weights['sha256'][:12]})")
-        source = f"{weights['file']} (sha256 {read.sha256[:12]})"
+    if record.weights is not None:
+        weights = record.weights
+        read = load_weights(model.model, weights.file, weights.remap["strip_prefix"], weights.remap["add_prefix"],
+                            name)
+        if read.sha256 != weights.sha256:
+            raise WeightsError(f"{weights.file} is not the file {record_path} was scored with (sha256 "
+                               f"{read.sha256[:12]}, recorded {weights.sha256[:12]})")
+        source = f"{weights.file} (sha256 {read.sha256[:12]})"
     else:
         checkpoint = record_checkpoint(record, record_path, data_dir)
         state = checkpoint.state_dict()
         check_fit(model.model, state, f"checkpoint {checkpoint.key[:12]}", name)
-        model.model.load_state_dict(state)
+        model.load_state(state)
         source = f"checkpoint {checkpoint.key[:12]} (sha256 {checkpoint.info['sha256'][:12]}) of {record_path}"
-    rule = record["training"].get("threshold_rule", "chosen on the validation split of its training set")
-    logit, rule = _threshold(threshold, logit_threshold, float(record["threshold"]), f"from the record: {rule}")
+    rule = record.training.threshold_rule or "chosen on the validation split of its training set"
+    logit, rule = _threshold(threshold, logit_threshold, record.threshold, f"from the record: {rule}")
     return Predictor(model, kwargs, source, logit, rule)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -21,9 +22,9 @@ import numpy as np
 from bench.audit import pixel_digests
 from bench.encoding import Encoding, apply_encoding
 from bench.files import write_atomic
-from bench.importers import IMPORTERS, ImportContext
+from bench.importer import IMPORTERS, ImportContext, Importer, SourceSpec
 from bench.sources import Manifest, Source, SourceError, SourceStore, content_hash
-from bench.suite import SourceSpec, Suite
+from bench.suite import Suite
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,10 @@ def _cached_identity(store: SourceStore, name: str) -> str | None:
         return None
 
 
+# what preparing a source of each kind (bench.importer.SourceKind) does when the cache lacks it
+ACTIONS = {"imported": "import", "generated": "generate", "cached": "missing"}
+
+
 def survey(suite: Suite, store: SourceStore, data_root: Path | None) -> list[SourceStatus]:
     """What :func:`prepare` would do with each source ``suite`` uses; reads the cache, writes nothing."""
     context = _context(store, data_root, "cpu", False)
@@ -135,16 +140,16 @@ def survey(suite: Suite, store: SourceStore, data_root: Path | None) -> list[Sou
     for name in suite.used_sources():
         spec = suite.sources[name]
         importer = IMPORTERS.get(spec.importer)
-        action = "generate" if spec.importer == "generator" else "import"
+        action = ACTIONS[importer.makes]
         cached_count = store.manifest(name).count if store.exists(name) else None
         try:
             wanted, count = importer.identity(spec, context), importer.count(spec, context)
         except SourceError as exc:
             statuses.append(SourceStatus(name, spec.importer, action, str(exc)))
             continue
-        if spec.importer == "cached":
+        if importer.makes == "cached":
             found = cached_count is not None
-            statuses.append(SourceStatus(name, spec.importer, "cached" if found else "missing",
+            statuses.append(SourceStatus(name, spec.importer, "cached" if found else action,
                                          "" if found else "not in the cache", cached_count))
         elif wanted is None:
             statuses.append(SourceStatus(name, spec.importer, action, "its input is not prepared yet", count))
@@ -157,15 +162,23 @@ def survey(suite: Suite, store: SourceStore, data_root: Path | None) -> list[Sou
             reason = "not in the cache" if cached_count is None else "the cached copy came from other input"
             statuses.append(SourceStatus(name, spec.importer, action, reason, count))
     counts = {s.name: s.count for s in statuses}
-    return [replace(s, count=counts.get(suite.sources[s.name].source)) if s.count is None else s for s in statuses]
+    return [replace(s, count=_input_count(suite.sources[s.name].inputs(), counts)) if s.count is None else s
+            for s in statuses]
+
+
+def _input_count(inputs: dict[str, tuple[str, str]], counts: dict[str, int | None]) -> int | None:
+    """The image count of a source made from one other source (a corrupted copy, a part: at most as many), from
+    that source's count; None otherwise."""
+    return counts.get(next(iter(inputs.values()))[0]) if len(inputs) == 1 else None
 
 
 class Preparer:
     """Brings a suite's sources into the cache under ``data_dir`` and draws its subsets."""
 
     def __init__(self, data_dir: Path, data_root: Path | None = None, device: str = "auto",
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, report: Callable[[str], None] | None = None) -> None:
         self.store = SourceStore(Path(data_dir))
+        self.report = report or (lambda line: log.info("%s", line))  # what is imported or generated, and when done
         self.context = _context(self.store, Path(data_root) if data_root else None, device, progress)
         self._loaded: dict[str, Source] = {}  # each source is loaded and hash-checked once
         self._encoded: dict[tuple[str, str], tuple[np.ndarray, str]] = {}
@@ -175,15 +188,14 @@ class Preparer:
         if name in self._loaded:
             return self._loaded[name]
         spec = specs[name]
-        for needed in (spec.train_source, spec.source):  # a generator's training data, a perturbed source's input
-            if needed:
-                self.source(needed, specs)
+        for needed, _ in spec.inputs().values():  # e.g. a generator's training data, a perturbed source's input
+            self.source(needed, specs)
         importer = IMPORTERS.get(spec.importer)
         wanted = importer.identity(spec, self.context)
         cached = _cached_identity(self.store, name)
         present = self.store.exists(name)
         # without its input (wanted None) a cached copy is used as it is
-        if spec.importer != "cached" and (not present or (wanted is not None and cached != wanted)):
+        if importer.makes != "cached" and (not present or (wanted is not None and cached != wanted)):
             previous = self.store.previous(name)
             if wanted is not None and previous and previous.origin.get("identity") == wanted:
                 log.info("source %s: using the copy kept from before another input replaced it", name)
@@ -194,11 +206,11 @@ class Preparer:
                 if present:  # its input is here and differs
                     log.warning("source %s: the cached copy was made from other input (%s): importing it again",
                                 name, self.store.manifest(name).origin.get("path", "another identity"))
-                importer.load(name, spec, self.context)
+                self._make(name, spec, importer)
         source = self.store.load(name)
         manifest = source.manifest
         origin = manifest.origin.get("importer")
-        expected_origin = origin if spec.importer == "cached" else spec.importer
+        expected_origin = origin if importer.makes == "cached" else spec.importer
         if (origin, manifest.label, manifest.split) != (expected_origin, spec.label, spec.split):
             raise SourceError(
                 f"cached source {name!r} ({origin}, {manifest.label}, split {manifest.split}) does not match the "
@@ -207,6 +219,16 @@ class Preparer:
             )
         self._loaded[name] = source
         return source
+
+    def _make(self, name: str, spec: SourceSpec, importer: Importer) -> None:
+        """Import or generate the source ``name``, saying so in a line before and one after (beside the progress
+        bars of importers that show one)."""
+        count = importer.count(spec, self.context)
+        expected = f", {count:,} images" if count is not None else ""
+        self.report(f"source {name}: {ACTIONS[importer.makes]} ({spec.importer}{expected})")
+        start = time.perf_counter()
+        manifest = importer.load(name, spec, self.context)
+        self.report(f"source {name}: {manifest.count:,} images in {time.perf_counter() - start:.0f} s")
 
     def encoded(self, source: Source, encoding: Encoding) -> tuple[np.ndarray, str]:
         """A source's pixels under the suite's encoding, and what was done to them (computed once)."""

@@ -1,8 +1,10 @@
-"""Provenance stamped on every record: command, versions, git commit and hardware."""
+"""Provenance stamped on every record: command, versions, git commit, hardware, and the code of detectors from
+outside bench."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -11,8 +13,10 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
 
 from bench import __version__
 
@@ -55,6 +59,56 @@ def git_commit() -> dict[str, object]:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+class DetectorCode(BaseModel):
+    """The code of a detector from outside bench: the distribution that installs it and its version (None for a
+    module no installed distribution provides, e.g. one found through PYTHONPATH) and the sha256 of its source."""
+
+    model_config = ConfigDict(frozen=True)
+
+    distribution: str | None
+    version: str | None
+    sha256: str
+
+
+BUILTIN = __name__.partition(".")[0]  # the top-level package of bench itself; its detectors are named by the commit
+
+
+@cache
+def _distributions() -> dict[str, list[str]]:
+    return packages_distributions()  # scans every installed distribution once (about a second)
+
+
+def _source_files(module: object) -> list[tuple[str, Path]]:
+    """(relative name, path) of every Python source file of a top-level package, or the one file of a module."""
+    folders = getattr(module, "__path__", None)
+    if folders is not None:
+        return sorted((f"{i}/{f.relative_to(folder).as_posix()}", f) for i, folder in enumerate(map(Path, folders))
+                      for f in folder.rglob("*.py"))
+    file = getattr(module, "__file__", None)
+    return [(Path(file).name, Path(file))] if file else []
+
+
+@cache
+def code_identity(module: str) -> DetectorCode | None:
+    """What identifies the code of a detector whose factory is defined in ``module``: None for one shipped in bench,
+    else its distribution, version and the sha256 of the source files of its top-level package (every ``.py`` file
+    in it, so helper modules count too; installed or editable alike). Computed once per process, when the code that
+    runs was imported, so an edit made later is seen by the next run, not by this one."""
+    top = module.partition(".")[0]
+    if top == BUILTIN:
+        return None
+    files = _source_files(sys.modules.get(top) or importlib.import_module(top))
+    if not files:
+        raise ValueError(f"detector code in module {module!r} has no source file to identify it by: define the "
+                         "detector in a .py file (a plugin package or module)")
+    digest = hashlib.sha256()
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    distribution = next(iter(_distributions().get(top, [])), None)
+    return DetectorCode(distribution=distribution, version=version(distribution) if distribution else None,
+                        sha256=digest.hexdigest())
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -87,27 +141,6 @@ def describe_hardware(info: dict) -> str:
     if "gpu" in info:
         return f"{info['device']}: {info['gpu']}"
     return f"{info['device']}: {info['cpu']} ({info['cpu_cores']} cores)"
-
-
-def summarise_provenance(records: list[dict]) -> dict[str, list[str]]:
-    """What produced ``records``, for leaderboard headers: the distinct values of each provenance field, sorted.
-
-    Keys: ``trained_on`` and ``scored_on`` (hardware), ``commands``, ``commits`` (with " (dirty)" where the
-    code had uncommitted changes), ``versions`` (torch, timm, scikit-learn), ``seeds`` and ``bootstrap``
-    (resamples per interval).
-    """
-    stamps = [r["provenance"] for r in records]
-    return {
-        "trained_on": sorted({describe_hardware(r["training"]["trained_on"]) for r in records}),
-        "scored_on": sorted({describe_hardware(p["hardware"]) for p in stamps}),
-        "commands": sorted({p["command"] for p in stamps}),
-        "commits": sorted({f"{p['git']['commit'] or 'unknown'}{' (dirty)' if p['git']['dirty'] else ''}"
-                           for p in stamps}),
-        "versions": sorted({", ".join(f"{name} {p['versions'][name]}" for name in ("torch", "timm", "scikit-learn"))
-                            for p in stamps}),
-        "seeds": [str(s) for s in sorted({r["seed"] for r in records})],
-        "bootstrap": [str(n) for n in sorted({r["bootstrap"]["resamples"] for r in records})],
-    }
 
 
 def command_line() -> str:

@@ -4,6 +4,8 @@ picture), the reasons of failed jobs, and the leaderboard rendered from the reco
 Layout of a results folder::
 
     records/<cell key>.json   the record (bench.records.Record)
+    records/superseded/       records (with their score files and pictures) of cells measured again under a new
+                              key, e.g. after a detector's code or recipe changed
     scores/<cell key>.npy     float32 scores of the cell's test images, reals then fakes
     failures/<job key>.json   a job that failed: why, and the cells it left without a record (removed once
                               they have records)
@@ -27,10 +29,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.files import remove_abandoned, write_atomic
-from bench.integrity import check_records
+from bench.integrity import ScoreFiles, check_records
 from bench.leaderboard import write_leaderboard
 from bench.provenance import stamp
-from bench.records import RecordError, read_record
+from bench.records import CellIdentity, Record, RecordError, read_record
 
 if TYPE_CHECKING:
     from bench.execute import JobResult, Settings
@@ -70,6 +72,8 @@ class Publisher:
 
     def __init__(self, results_dir: Path) -> None:
         self.root = Path(results_dir)
+        self.scores = ScoreFiles(self.root)  # score files read (and resampled) by :meth:`records`, for :meth:`render`
+        self._keys: dict[CellIdentity, str] | None = None  # the key of each cell's record, once read
 
     def record_path(self, key: str) -> Path:
         return self.root / "records" / f"{key}.json"
@@ -82,10 +86,10 @@ class Publisher:
         """Raise :class:`RecordError` if the folder holds records of a suite other than ``suite``: one results folder
         holds one suite's records."""
         for path in sorted((self.root / "records").glob("*.json")):
-            try:
+            try:  # the suite field alone, so that a damaged record of another suite is refused too
                 other = json.loads(path.read_text()).get("suite")
             except (ValueError, AttributeError):
-                continue  # a damaged record: set aside when its cell is looked up
+                continue  # not a JSON object: set aside when its cell is looked up
             if isinstance(other, str) and other != suite:
                 raise RecordError(f"{self.root} holds records of suite {other!r} ({path.name}), not {suite!r}: give "
                                   "this run its own folder with --results, or delete the other suite's records")
@@ -96,9 +100,9 @@ class Publisher:
         if not path.is_file():
             return False
         try:
-            record = read_record(path)
-            if record["key"] != key:
-                raise RecordError(f"record {path} holds the cell {record['key']}")
+            held = read_record(path).key
+            if held != key:
+                raise RecordError(f"record {path} holds the cell {held}")
         except (RecordError, OSError) as exc:
             log.warning("%s: set aside as %s.corrupt, the cell will be measured again", exc, path.name)
             path.replace(path.with_suffix(".json.corrupt"))
@@ -112,20 +116,50 @@ class Publisher:
     def write(self, result: JobResult) -> list[Path]:
         """Write a finished job's scores, pictures and records (each record last), then forget an earlier failure
         of the job; returns the record paths."""
-        paths = []
-        for cell in result.cells:
-            record = cell.record
-            if cell.scores is not None:
-                buffer = io.BytesIO()
-                np.save(buffer, cell.scores)
-                write_atomic(self.root / record["scores"]["file"], buffer.getvalue())
-            if cell.figure is not None:
-                write_atomic(self.root / record["attribution"]["figure"], cell.figure)
-            path = self.record_path(record["key"])
-            write_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
-            paths.append(path)
+        paths = [self.write_cell(cell.record, cell.scores, cell.figure) for cell in result.cells]
         failure_path(self.root, result.job).unlink(missing_ok=True)
         return paths
+
+    def write_cell(self, record: Record, scores: np.ndarray | None, figure: bytes | None = None) -> Path:
+        """Write one cell's score file and attribution picture where its record names them, then the record, and
+        move a record of the same cell under another key aside (:meth:`supersede`); returns the record's path."""
+        if record.scores is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, scores)
+            write_atomic(self.root / record.scores.file, buffer.getvalue())
+        if figure is not None and record.attribution is not None and record.attribution.figure is not None:
+            write_atomic(self.root / record.attribution.figure, figure)
+        path = self.record_path(record.key)
+        write_atomic(path, record.model_dump_json(indent=2).encode())
+        self.supersede(record)
+        return path
+
+    def _cell_keys(self) -> dict[CellIdentity, str]:
+        if self._keys is None:
+            self._keys = {}
+            for path in sorted((self.root / "records").glob("*.json")):
+                try:
+                    self._keys[read_record(path).identity] = path.stem
+                except (RecordError, OSError):
+                    continue  # a damaged record: set aside when its cell is looked up
+        return self._keys
+
+    def supersede(self, record: Record) -> None:
+        """Move the record of ``record``'s cell under another key (the cell was measured again under a new key: its
+        detector's code or recipe changed), with its score file and picture, into ``records/superseded/``, so that
+        the folder keeps one record per cell."""
+        keys = self._cell_keys()
+        old = keys.get(record.identity)
+        keys[record.identity] = record.key
+        if old is None or old == record.key:
+            return
+        aside = self.root / "records" / "superseded"
+        aside.mkdir(exist_ok=True)
+        for path in (self.record_path(old), self.root / "scores" / f"{old}.npy", self.root / "figures" / f"{old}.png"):
+            if path.is_file():
+                path.replace(aside / path.name)
+        log.warning("%s replaces %s of %s; the old record is kept in records/superseded/", record.key[:12], old[:12],
+                 record.identity.describe())
 
     def write_failure(self, job: JobPlan, reason: str, suite: Suite, data: Prepared, settings: Settings) -> Path:
         """Keep why ``job`` failed, with the cells it leaves without a record (what the leaderboard shows of them)."""
@@ -166,15 +200,17 @@ class Publisher:
         for relative, picture in source_card_files(images, plan.suite.test.real).items():
             write_atomic(self.root / relative, picture)
 
-    def records(self, plan: Plan, checked: Iterable[str] = ()) -> list[dict]:
+    def records(self, plan: Plan, checked: Iterable[str] = ()) -> list[Record]:
         """The plan's records, in plan order (cells without a record, as of failed jobs, left out); those whose keys
         are in ``checked`` (read back from earlier runs) are checked against their score files first."""
         paths = {c.key: self.record_path(c.key) for c in plan.cells if self.record_path(c.key).is_file()}
         records = {key: read_record(path) for key, path in paths.items()}
-        check_records({paths[k]: records[k] for k in checked if k in records})
+        self.scores = ScoreFiles(self.root)
+        check_records({paths[k]: records[k] for k in checked if k in records}, self.scores)
         return list(records.values())
 
-    def render(self, plan: Plan, records: list[dict]) -> dict[str, Path]:
-        """Write the leaderboard of ``records`` and of the plan's failed jobs; returns the paths of its tables."""
+    def render(self, plan: Plan, records: list[Record]) -> dict[str, Path]:
+        """Write the leaderboard of ``records`` (as :meth:`records` read them) and of the plan's failed jobs; returns
+        the paths of its tables."""
         return write_leaderboard(records, self.root, plan.suite.name, plan.suite.description,
-                                 failures=self.failures(plan))
+                                 failures=self.failures(plan), scores=self.scores)

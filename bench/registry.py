@@ -1,10 +1,11 @@
 """Typed plugin registries: decorator registration, fuzzy lookup and entry-point discovery.
 
 Built-in plugins live in a package (``bench.detectors``, ``bench.generators``) or module
-(``bench.perturbations``) whose submodules are imported on first use; third-party packages add plugins
-through the entry-point groups ``bench.detectors``, ``bench.generators`` and ``bench.perturbations``. An
-entry point may name a module that registers on import, or an object that is registered under the entry
-point's name. Plugin modules import torch inside their factories, so that listing plugins stays fast.
+(``bench.perturbations``, ``bench.importers``, ``bench.executors``, ``bench.attribution``) whose submodules are
+imported on first use; third-party packages add plugins through the entry-point group of the same name as the
+package or module (``bench.attributions`` for attribution methods). An entry point may name a module that
+registers on import, or an object that is registered under the entry point's name. Plugin modules import torch
+inside their factories, so that listing plugins stays fast.
 """
 
 from __future__ import annotations
@@ -39,15 +40,19 @@ def summary(obj: object) -> str:
 class Registry(Generic[T]):
     """A named collection of plugins of one kind.
 
-    With a ``spec_type`` (a dataclass with ``name``, ``factory`` and ``description``), an entry point that
-    names a bare factory is wrapped in a spec with default metadata.
+    With a ``spec_type`` (a dataclass with ``name`` and ``description``), an entry point must name a spec, or, with
+    ``factories``, a bare factory, which is wrapped in a spec with default metadata (the spec then has ``factory``);
+    ``register_with`` names the decorator that makes a spec, for the message that refuses anything else.
     """
 
-    def __init__(self, kind: str, group: str, builtin: str, spec_type: type[T] | None = None) -> None:
+    def __init__(self, kind: str, group: str, builtin: str, spec_type: type[T] | None = None,
+                 factories: bool = True, register_with: str = "") -> None:
         self.kind = kind
         self.group = group
         self.builtin = builtin
         self.spec_type = spec_type
+        self.factories = factories
+        self.register_with = register_with
         self._items: dict[str, T] = {}
         self._origins: dict[str, str] = {}
         self.broken: dict[str, str] = {}
@@ -75,6 +80,14 @@ class Registry(Generic[T]):
         if name not in self._items:
             raise UnknownPluginError(self._unknown_message(name))
         return self._items[name]
+
+    def validate(self, name: str) -> str:
+        """``name`` if it is registered; else a ValueError listing close matches (for pydantic validators)."""
+        try:
+            self.get(name)
+        except UnknownPluginError as exc:
+            raise ValueError(str(exc)) from None
+        return name
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted names matching a shell-style wildcard pattern."""
@@ -137,11 +150,11 @@ class Registry(Generic[T]):
     def _as_item(self, name: str, obj: object) -> T:
         if self.spec_type is None or isinstance(obj, self.spec_type):
             return obj
-        if callable(obj):
+        if self.factories and callable(obj):
             return self.spec_type(name=name, factory=obj, description=summary(obj))
-        raise TypeError(
-            f"{self.kind} entry point {name!r} must be a {self.spec_type.__name__} or a factory, got {type(obj)!r}"
-        )
+        accepted = " or a factory" if self.factories else f" (made by {self.register_with or 'its decorator'})"
+        raise TypeError(f"{self.kind} entry point {name!r} must be a {self.spec_type.__name__}{accepted}, "
+                        f"got {type(obj)!r}")
 
     def _unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)

@@ -109,21 +109,3 @@ def source_card_files(sources: dict[str, np.ndarray], reference: str) -> dict[st
 def card_path(name: str) -> str:
     """Where a source's card lies, relative to the leaderboard folder."""
     return f"figures/source-{name}.png"
-
-
-def source_card_markdown(sources: Mapping[str, Mapping], reference: str) -> list[str]:
-    """Markdown lines of a "Sources" section: per source its image count, encoding and card.
-
-    ``sources`` maps each name to what a record says of it (``count``, ``drawn`` and ``encoded``, as in the
-    entries of a record's ``test`` section).
-    """
-    lines = ["## Sources", "",
-             f"Each card: the first test images, the mean log-magnitude Fourier spectrum of the source's test images "
-             f"beside that of `{reference}` (real), and their radial profiles (azimuthal averages).", "",
-             "| Source | Images | Encoding | Card |", "| --- | --- | --- | --- |"]
-    for name, info in sources.items():
-        drawn, count = info["drawn"], info["count"]
-        images = f"{drawn:,}" if drawn == count else f"{drawn:,} of {count:,}"
-        label = f"{name} (reference)" if name == reference else name
-        lines.append(f"| {label} | {images} | {info['encoded']} | ![{name}]({card_path(name)}) |")
-    return [*lines, ""]

@@ -18,6 +18,9 @@ which cannot be wider than the seeds' own spread (``benchmarks/coverage.py`` mea
   the seeds share (the rest is already in the variance across seeds).
 - :func:`seed_bootstrap`: one cell over its seeds: mean, spread and interval of every metric.
 - :func:`paired_bootstrap`: the difference between two detectors (or runs) on the same test images.
+- :func:`source_resamples`: the same for runs that share their real test images but not their fakes (the
+  generalization view's macro means over generator families).
+- :class:`ResampleCache`: each run's resampled metrics, computed once and shared by the functions above.
 - :func:`holm`: Holm's step-down adjustment of a family of p-values.
 - :func:`delong_test`: DeLong's test for the difference of two correlated ROC AUCs.
 - :func:`wilson_interval`: Wilson's score interval for a proportion (from :mod:`bench.metrics`).
@@ -26,7 +29,7 @@ which cannot be wider than the seeds' own spread (``benchmarks/coverage.py`` mea
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -35,16 +38,18 @@ from scipy.optimize import brentq
 from scipy.stats import chi2, norm, rankdata
 
 from bench.metrics import (
+    CHUNK_ELEMENTS,
     METRICS,
     Ranking,
+    bootstrap_samples,
     metrics_from_counts,
     percentile_interval,
     resampled_counts,
-    stratified_draws,
     wilson_interval,
 )
 
 __all__ = [
+    "ResampleCache",
     "Run",
     "delong_test",
     "holm",
@@ -189,27 +194,68 @@ def seed_values(runs: Sequence[Run]) -> dict[str, np.ndarray]:
     values = []
     for labels, scores, threshold in runs:
         ranking = Ranking.of(labels, scores)
-        counts = (np.bincount(group, minlength=len(ranking.values))[None] for group in (ranking.real, ranking.fake))
-        values.append(metrics_from_counts(ranking.values, *counts, float(threshold)))
+        values.append(metrics_from_counts(ranking.values, *ranking.counts(), float(threshold)))
     return {name: np.array([value[name][0] for value in values], dtype=np.float64) for name in METRICS}
 
 
-def image_resamples(groups: Sequence[Sequence[Run]], n_boot: int = 1000, seed: int = 0) -> list[dict[str, np.ndarray]]:
+class ResampleCache:
+    """Each run's metrics on the class-stratified bootstrap draws of its test images, computed once per (run,
+    resamples, seed). A run's draws depend only on its class sizes and the seed, so every function over runs on the
+    same test images (and the recomputation of a record's intervals) can share them. Runs are told apart by identity:
+    pass the same run object (e.g. from :class:`bench.compare.ScoreFiles`) to reuse its resamples."""
+
+    def __init__(self) -> None:
+        self._samples: dict[tuple[int, int, int], tuple[Run, dict[str, np.ndarray]]] = {}
+
+    def samples(self, run: Run, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+        """Every metric of ``run`` on each of ``n_boot`` draws (:func:`bench.metrics.bootstrap_samples`)."""
+        key = (id(run), n_boot, seed)
+        if key not in self._samples:  # the run is kept with its samples, so its id is not reused meanwhile
+            labels, scores, threshold = run
+            self._samples[key] = (run, bootstrap_samples(labels, scores, float(threshold), n_boot, seed))
+        return self._samples[key][1]
+
+
+def image_resamples(groups: Sequence[Sequence[Run]], n_boot: int = 1000, seed: int = 0,
+                    cache: ResampleCache | None = None) -> list[dict[str, np.ndarray]]:
     """Per group of runs, each metric of each run on each of ``n_boot`` class-stratified draws of the test images, as
-    (n_boot, runs) arrays; every run of every group is scored on the same draws. A group of one run gives the draws
-    of :func:`bench.metrics.bootstrap_samples` under the same ``seed``."""
-    labels = _labels(*groups)
+    (n_boot, runs) arrays; every run of every group is scored on the same draws (those of
+    :func:`bench.metrics.bootstrap_samples` under the same ``seed``), taken from ``cache`` where given."""
+    _labels(*groups)
     if n_boot < 2:
         raise ValueError("the bootstrap needs at least 2 resamples (the suite's `bootstrap:`)")
-    prepared = [[(Ranking.of(labels, scores), float(threshold)) for _, scores, threshold in group] for group in groups]
+    cache = cache or ResampleCache()
+    per_run = [[cache.samples(run, n_boot, seed) for run in group] for group in groups]
+    return [{name: np.stack([samples[name] for samples in group], 1) for name in METRICS} for group in per_run]
+
+
+def source_resamples(groups: Mapping[Hashable, tuple[str, Sequence[Run]]], n_boot: int = 1000, seed: int = 0,
+                     names: Sequence[str] = tuple(METRICS)) -> dict[Hashable, dict[str, np.ndarray]]:
+    """Per group (a fake test source's name and runs scored on it), the metrics ``names`` of each run on each of
+    ``n_boot`` draws, as (n_boot, runs) arrays, for runs that share their real test images (the same reals first,
+    :func:`bench.compare.load_run`) but not their fakes: every draw takes the reals once for all groups and each fake
+    source's images on their own, so a mean over sources keeps the covariance the shared reals give it."""
+    runs = [run for _, group in groups.values() for run in group]
+    n_real = {int((np.asarray(labels) == 0).sum()) for labels, _, _ in runs}
+    if len(n_real) != 1:
+        raise ValueError("runs must share their real test images (as many reals, first)")
+    n_real = n_real.pop()
+    sizes = {source: len(group[0][1]) - n_real for source, group in groups.values()}
+    rankings = {key: [(Ranking.of(labels, scores), float(threshold)) for labels, scores, threshold in group]
+                for key, (_, group) in groups.items()}
     rng = np.random.default_rng(seed)
-    chunks: list[list[dict[str, np.ndarray]]] = [[] for _ in groups]
-    for real, fake in stratified_draws(int((labels == 0).sum()), int((labels == 1).sum()), n_boot, rng):
-        for chunk, group in zip(chunks, prepared, strict=True):
-            per_run = [metrics_from_counts(ranking.values, *resampled_counts(ranking, real, fake), threshold)
-                       for ranking, threshold in group]
-            chunk.append({name: np.stack([values[name] for values in per_run], 1) for name in METRICS})
-    return [{name: np.concatenate([part[name] for part in chunk]) for name in METRICS} for chunk in chunks]
+    rows = max(1, CHUNK_ELEMENTS // (n_real + max(sizes.values())))
+    chunks: dict[Hashable, list[dict[str, np.ndarray]]] = {key: [] for key in groups}
+    for start in range(0, n_boot, rows):
+        count = min(rows, n_boot - start)
+        real = rng.integers(0, n_real, (count, n_real))
+        fakes = {source: rng.integers(0, sizes[source], (count, sizes[source])) for source in sorted(sizes)}
+        for key, (source, _) in groups.items():
+            per_run = [metrics_from_counts(ranking.values, *resampled_counts(ranking, real, fakes[source]), threshold)
+                       for ranking, threshold in rankings[key]]
+            chunks[key].append({name: np.stack([values[name] for values in per_run], 1) for name in names})
+    return {key: {name: np.concatenate([chunk[name] for chunk in parts]) for name in names}
+            for key, parts in chunks.items()}
 
 
 def _unshared(resampled: np.ndarray, per_seed: np.ndarray) -> float:
@@ -239,7 +285,8 @@ def _within_resamples(ci: tuple[float, float], value: float) -> list[float] | No
     return list(ci) if ci[0] <= value <= ci[1] else None
 
 
-def seed_bootstrap(runs: Sequence[Run], n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+def seed_bootstrap(runs: Sequence[Run], n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                   cache: ResampleCache | None = None) -> dict:
     """Aggregate one cell over training seeds (one run per seed, on the same test images).
 
     Per metric: ``mean`` over seeds, ``std`` across seeds (ddof=1; NaN with one seed), ``per_seed`` values,
@@ -250,7 +297,7 @@ def seed_bootstrap(runs: Sequence[Run], n_boot: int = 1000, level: float = 0.95,
     :func:`bench.metrics.bootstrap_intervals` (same draws under the same ``seed``; "bootstrap-percentile"),
     covering the test images only, and None where it leaves out its own point value.
     """
-    resamples = image_resamples([runs], n_boot, seed)[0]
+    resamples = image_resamples([runs], n_boot, seed, cache)[0]
     values = seed_values(runs)
     metrics = {}
     for name in METRICS:
@@ -272,7 +319,7 @@ def seed_bootstrap(runs: Sequence[Run], n_boot: int = 1000, level: float = 0.95,
 
 def paired_bootstrap(
     a: Sequence[Run], b: Sequence[Run], n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-    paired: bool | None = None,
+    paired: bool | None = None, cache: ResampleCache | None = None,
 ) -> dict:
     """The difference a - b of every metric (means over each side's seeds) on the same test images.
 
@@ -284,7 +331,7 @@ def paired_bootstrap(
     is False when every side has one seed (the test then covers the test images only).
     """
     paired = len(a) == len(b) if paired is None else paired
-    resampled_a, resampled_b = image_resamples([a, b], n_boot, seed)
+    resampled_a, resampled_b = image_resamples([a, b], n_boot, seed, cache)
     values_a, values_b = seed_values(a), seed_values(b)
     metrics = {}
     for name in METRICS:

@@ -20,27 +20,28 @@ import fnmatch
 import inspect
 import json
 import operator
-import posixpath
 import re
 from collections.abc import Callable
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
-from typing import Annotated, Any, Literal, get_args, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.errors import PydanticSchemaGenerationError
 
 from bench.attribution import ATTRIBUTIONS, AttributionSettings
+from bench.config import Strict, explain
 from bench.detector import DETECTORS
 from bench.encoding import Encoding
-from bench.importers import IMPORTERS
-from bench.perturbations import PERTURBATIONS, parameters_model
+from bench.importer import SourceSpec
+from bench.importers import PartSource
+from bench.metrics import METRICS, metric_named
+from bench.perturbations import PerturbationEntry
 from bench.recipe import Recipe
-from bench.registry import Registry, UnknownPluginError
-from bench.sources import NAME_PATTERN, Label
+from bench.sources import NAME_PATTERN
 from bench.weights import WEIGHT_SUFFIXES, logit_to_probability, probability_to_logit
 
 MAX_SUITE_BYTES = 1_000_000
@@ -53,33 +54,6 @@ class SuiteError(ValueError):
     """A suite file is missing or invalid; the message names the key and the allowed values."""
 
 
-def _registered(registry: Registry, name: str) -> str:
-    """``name`` if ``registry`` has it; else a validation error listing close matches."""
-    try:
-        registry.get(name)
-    except UnknownPluginError as exc:
-        raise ValueError(str(exc)) from None
-    return name
-
-
-def _explain(exc: ValidationError) -> str:
-    """A pydantic error as ``key: problem (got value)`` per key, on one line."""
-    problems: dict[str, list[str]] = {}
-    values: dict[str, Any] = {}
-    for error in exc.errors():
-        key = str(error["loc"][0]) if error["loc"] else "value"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        problems.setdefault(key, []).append(message)
-        values[key] = error.get("input")
-    explained = []
-    for key, messages in problems.items():
-        got = "" if f"got {values[key]!r}" in " ".join(messages) else f" (got {values[key]!r})"
-        explained.append(f"{key}: {' or '.join(messages)}{got}")
-    return "; ".join(explained)
-
-
 def _recipe_overrides(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` if they are valid recipe fields and values (checked by building a Recipe with them)."""
     unknown = sorted(set(values) - set(Recipe.model_fields))
@@ -88,75 +62,8 @@ def _recipe_overrides(values: dict[str, Any]) -> dict[str, Any]:
     try:
         Recipe.model_validate(values)
     except ValidationError as exc:
-        raise ValueError(_explain(exc)) from None
+        raise ValueError(explain(exc)) from None
     return values
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceSpec(Strict):
-    """How to obtain one source: which importer, from where (relative to the data root), with which label.
-
-    The ``generator`` importer trains a registered generator on the real source ``train_source`` (unless
-    its ``config`` names pretrained weights) and samples ``count`` images with ``seed``; the ``part`` importer
-    holds one of the disjoint, seeded ``parts`` of the declared source ``source`` (``seed`` draws the split).
-    ``tags`` say what the source is (e.g. family, kind, year): train and test lists select sources by them, and
-    leaderboards group test sources by them; they do not change the images.
-    """
-
-    importer: str = Field(description="importer plugin: cifake, folder, npz, cached (a source already in the "
-                          "cache), generator (images sampled from a generator plugin), perturbed (a corrupted "
-                          "copy of another source) or part (a disjoint part of another source)")
-    label: Label
-    split: Literal["train", "test"] = "test"
-    path: str | None = Field(None, description="file or folder under the data root (folder and npz importers)")
-    key: str = Field("images", description="array name inside an .npz file")
-    skip_bad: bool = False
-    generator: str | None = Field(None, description="generator plugin (`bench list generators`)")
-    config: dict[str, Any] = Field({}, description="generator settings, e.g. {epochs: 5}")
-    train_source: str | None = Field(None, description="declared real source the generator is trained on")
-    count: int | None = Field(None, ge=1, description="images to sample")
-    seed: int = Field(0, description="seed of the generator's training and sampling")
-    source: str | None = Field(None, description="declared source whose images are perturbed (perturbed importer)")
-    perturbation: dict[str, Any] | None = Field(
-        None, description="the corruption applied to every image of 'source', e.g. {name: blur, sigma: 1}"
-    )
-    parts: dict[str, float] | None = Field(
-        None, description="part importer: the share of 'source' in each part, e.g. {train: 0.5, test: 0.5}"
-    )
-    part: str | None = Field(None, description="part importer: the part of 'source' this source holds")
-    tags: dict[str, str | int] = Field(
-        {}, description="what the source is, e.g. {family: dcgan, kind: gan, year: 2016}: selection, leaderboards"
-    )
-
-    @field_validator("path")
-    @classmethod
-    def _inside_data_root(cls, path: str | None) -> str | None:
-        depth = 0
-        for part in PurePosixPath(path or "").parts:
-            depth += -1 if part == ".." else 1
-            if depth < 0:
-                raise ValueError("leads out of the data root: give a path under it, or an absolute path")
-        return path
-
-    @field_validator("importer")
-    @classmethod
-    def _known_importer(cls, name: str) -> str:
-        return _registered(IMPORTERS, name)
-
-    @model_validator(mode="after")
-    def _importer_fields(self) -> SourceSpec:
-        importer = IMPORTERS.get(self.importer)
-        own = {"path", "key", "generator", "config", "train_source", "count", "seed", "source", "perturbation",
-               "parts", "part"}
-        used = sorted(k for k in own - importer.fields if getattr(self, k) != type(self).model_fields[k].default)
-        if used:
-            raise ValueError(f"{', '.join(used)}: the {self.importer} importer does not take these keys "
-                             f"(it takes: {', '.join(sorted(importer.fields)) or 'none of them'})")
-        importer.check(self)
-        return self
 
 
 Condition = str | int | list[str | int] | dict[Literal["le", "lt", "ge", "gt", "ne"], str | int]
@@ -239,7 +146,7 @@ def _resolved(items: list[Any], specs: dict[str, SourceSpec], label: str, where:
             selection = item if isinstance(item, str | TagSelector) else TagSelector.model_validate(item)
         except ValidationError as exc:
             raise ValueError(f"{where}: {item!r} is neither a source name, a pattern nor a tag selector such as "
-                             f"{{tag: {{kind: gan}}}} ({_explain(exc)})") from None
+                             f"{{tag: {{kind: gan}}}} ({explain(exc)})") from None
         chosen = select(specs, selection, label, "train")
         if not chosen:
             raise ValueError(f"{where}: {describe_selection(selection)} selects no declared {label} source with "
@@ -333,6 +240,9 @@ def _annotation_adapter(factory: Callable[..., Any], parameter: str) -> TypeAdap
         return None
 
 
+SEED_FIELD = "{seed}"  # in an evaluate-only weights path: the training seed
+
+
 class DetectorEntry(Strict):
     """One detector of a suite: its constructor arguments, recipe overrides and hyperparameter grid; or, with
     ``weights``, a detector trained elsewhere that is scored as it is (evaluate-only)."""
@@ -343,7 +253,9 @@ class DetectorEntry(Strict):
     grid: dict[str, list[Any]] = Field({}, description="recipe field -> values; the best is chosen on validation")
     pretrained: str | None = None
     weights: str | None = Field(None, description="evaluate-only: a .safetensors file or a PyTorch .pt/.pth state dict "
-                                "(loaded with weights_only) scored as it is, never trained here")
+                                "(loaded with weights_only) scored as it is, never trained here; a path holding "
+                                "{seed} names one file per training seed (weights released for several seeds), "
+                                "each scored as that seed")
     strip_prefix: str | None = Field(None, description="evaluate-only: removed from the front of the weights' "
                                      "names, e.g. 'module.'")
     add_prefix: str | None = Field(None, description="evaluate-only: put in front of every name of the weights")
@@ -356,7 +268,7 @@ class DetectorEntry(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        return _registered(DETECTORS, name)
+        return DETECTORS.validate(name)
 
     @field_validator("recipe")
     @classmethod
@@ -434,59 +346,21 @@ class DetectorEntry(Strict):
         """Whether the detector's weights come from a file rather than from training here."""
         return self.weights is not None
 
+    @property
+    def weights_per_seed(self) -> bool:
+        """Whether the weights path names one file per training seed (it holds ``{seed}``)."""
+        return self.weights is not None and SEED_FIELD in self.weights
+
+    def weights_file(self, seed: int) -> Path:
+        """The weights file scored as training seed ``seed``."""
+        return Path(self.weights.replace(SEED_FIELD, str(seed)))
+
     def threshold_rule(self) -> str:
         """How an evaluate-only detector's threshold is set, in words."""
         if self.calibrate:
             return ("chosen on the validation split of its training set's sources, by the rule training uses: the "
                     "highest balanced accuracy (Youden's J); test images are never used")
         return (self.threshold or FixedThreshold(probability=0.5)).describe()
-
-
-class PerturbationEntry(Strict):
-    """A registered perturbation and its parameters, e.g. ``{name: jpeg, quality: 50}``."""
-
-    name: str
-    params: dict[str, Any] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return {"name": value}
-        if isinstance(value, dict) and "params" not in value:
-            return {"name": value.get("name"), "params": {k: v for k, v in value.items() if k != "name"}}
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        return _registered(PERTURBATIONS, name)
-
-    @model_validator(mode="after")
-    def _parameters(self) -> PerturbationEntry:
-        accepted = list(inspect.signature(PERTURBATIONS.get(self.name)).parameters)[4:]  # after the data
-        unknown = sorted(set(self.params) - set(accepted))
-        if unknown:
-            raise ValueError(f"perturbation {self.name!r} has no parameter(s) {', '.join(unknown)}; "
-                             f"allowed: {', '.join(accepted) or 'none'}")
-        try:
-            parameters_model(PERTURBATIONS.get(self.name)).model_validate(self.params)
-        except ValidationError as exc:
-            raise ValueError(f"perturbation {self.name!r}: {_explain(exc)}") from None
-        return self
-
-    def effective_params(self) -> dict[str, Any]:
-        """The parameters with the perturbation's defaults filled in."""
-        defaults = {name: field.default for name, field in parameters_model(PERTURBATIONS.get(self.name))
-                    .model_fields.items() if not field.is_required()}
-        return defaults | self.params
-
-    @property
-    def label(self) -> str:
-        """e.g. ``clean`` or ``jpeg(quality=50)``."""
-        if not self.params:
-            return self.name
-        return f"{self.name}({', '.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
 
 
 class Suite(Strict):
@@ -496,7 +370,7 @@ class Suite(Strict):
     description: str = ""
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1)
     data_seed: int = Field(0, ge=0, description="seed of the subset draws, shared by all training seeds")
-    sources: dict[str, SourceSpec]
+    sources: dict[str, SerializeAsAny[SourceSpec]]
     partition: list[Partition] = Field(
         [], description="disjoint, seeded parts of declared sources, each declared as a source '<source>.<part>'"
     )
@@ -520,6 +394,14 @@ class Suite(Strict):
     )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples per confidence interval (0: none)")
     ci_level: float = Field(0.95, gt=0, lt=1)
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads per job, fixed so that results do not depend on the machine's "
+        "core count (None: `bench run --threads`, else the cores split among the workers); keys do not cover it"
+    )
+    headline_metrics: list[str] | None = Field(
+        None, min_length=1, description="the metrics comparisons test and headlines quote, computed per run "
+        "(`bench list metrics`; None: AUC and balanced accuracy); reports only, keys do not cover them"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -548,13 +430,11 @@ class Suite(Strict):
             for base in bases:
                 for part in entry.parts:
                     name, spec = f"{base}.{part}", specs[base]
-                    derived = {"importer": "part", "source": base, "parts": dict(entry.parts), "part": part,
-                               "seed": entry.seed, "label": spec.label, "split": part,
-                               "tags": spec.tags | {"part": part}}
+                    derived = PartSource.declaration(base, spec, entry.parts, part, entry.seed)
                     try:
                         made_specs[name] = SourceSpec.model_validate(derived)
                     except ValidationError as exc:
-                        raise ValueError(f"partition.{i}: {_explain(exc)}") from None
+                        raise ValueError(f"partition.{i}: {explain(exc)}") from None
                     if name in data["sources"] and specs.get(name) != made_specs[name]:
                         raise ValueError(f"source {name!r} is declared and also made by partition.{i}: rename it")
                     sources[name] = derived
@@ -573,8 +453,23 @@ class Suite(Strict):
     @classmethod
     def _attribution_methods(cls, settings: AttributionSettings | None) -> AttributionSettings | None:
         for name in settings.methods if settings else []:
-            _registered(ATTRIBUTIONS, name)
+            ATTRIBUTIONS.validate(name)
         return settings
+
+    @field_validator("headline_metrics")
+    @classmethod
+    def _per_run_metrics(cls, names: list[str] | None) -> list[str] | None:
+        for name in names or []:
+            try:
+                metric_named(name)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+            if name not in METRICS:
+                raise ValueError(f"{name!r} is not computed per run, which comparisons need: choose from "
+                                 f"{', '.join(METRICS)}")
+        if names and len(set(names)) < len(names):
+            raise ValueError(f"a metric is listed twice ({names}): list each once")
+        return names
 
     @field_validator("name")
     @classmethod
@@ -661,10 +556,8 @@ class Suite(Strict):
                         raise ValueError(f"train '{train.name}': source {name!r} has split "
                                          f"'{self.sources[name].split}'; training uses split 'train' only")
         for name, spec in self.sources.items():
-            if spec.train_source is not None:
-                self._check_source(spec.train_source, "real", f"sources.{name}.train_source", declared)
-            if spec.source is not None:
-                self._check_source(spec.source, spec.label, f"sources.{name}.source", declared)
+            for key, (source, label) in spec.inputs().items():
+                self._check_source(source, label, f"sources.{name}.{key}", declared)
         self._check_source(self.test.real, "real", "test real", declared)
         for selection in self.test.fake:
             if not select(self.sources, selection, "fake", "test"):
@@ -708,20 +601,8 @@ class Suite(Strict):
         return self
 
     def _reads(self, name: str) -> tuple[tuple, str]:
-        """What a declared source's images are determined by (equal for two names of the same images), and
-        that in words. Folder, npz and generator sources are determined by their settings alone, CIFAKE by its
-        split and label, a cached source by its name; other importers by everything the suite says."""
-        spec = self.sources[name]
-        if spec.importer == "cached":
-            return ("cached", name), f"cached source {name!r}"
-        ignored = {"label", "split", "skip_bad", "tags"} if spec.importer in ("folder", "npz", "generator") else {
-            "skip_bad", "tags"}
-        settings = spec.model_dump(exclude=ignored)
-        if spec.path is not None:
-            settings["path"] = posixpath.normpath(spec.path)
-        shown = {k: v for k, v in settings.items() if k in spec.model_fields_set or k in ("label", "split")}
-        what = f"importer {spec.importer}" + "".join(f", {k} {v!r}" for k, v in shown.items() if k != "importer")
-        return ("import", json.dumps(settings, sort_keys=True, default=str)), what
+        """What the declared source ``name``'s images are determined by, and that in words (its config says)."""
+        return self.sources[name].reads(name)
 
     def _check_source(self, name: str, label: str, where: str, declared: str) -> None:
         if name not in self.sources:
@@ -736,8 +617,8 @@ class Suite(Strict):
         pending = list(needed)
         while pending:
             spec = self.sources[pending.pop()]
-            for name in (spec.train_source, spec.source):
-                if name and name not in needed:
+            for name, _ in spec.inputs().values():
+                if name not in needed:
                     needed.add(name)
                     pending.append(name)
         return [name for name in self.sources if name in needed]
@@ -933,18 +814,36 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int],
     return size
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    """The keys allowed beside the last element of an error location, found by walking the schema."""
+def _allowed_keys(loc: tuple, data: Any) -> list[str]:
+    """The keys allowed beside the last element of an error location, found by walking the schema alongside the
+    suite's ``data`` (a source's keys are those of its importer's config)."""
     annotation: Any = Suite
     for part in loc[:-1]:
+        data = _entry(data, part)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             field = annotation.model_fields.get(part) if isinstance(part, str) else None
             annotation = field.annotation if field else None
         else:
             annotation = (get_args(annotation) or (None,))[-1]  # list[X] / dict[str, X] -> X
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+    if isinstance(annotation, type) and issubclass(annotation, SourceSpec):
+        try:
+            annotation = annotation.config_of(data)
+        except ValueError:  # an importer not registered: reported on its own
+            pass
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return list(annotation.model_fields)
     return []
+
+
+def _entry(data: Any, part: str | int) -> Any:
+    """``data[part]`` of a mapping or list, None where there is none."""
+    if isinstance(data, dict):
+        return data.get(part)
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return data[part]
+    return None
 
 
 def _validate(data: dict, where: str) -> Suite:
@@ -956,7 +855,10 @@ def _validate(data: dict, where: str) -> Suite:
             key = ".".join(str(part) for part in error["loc"]) or "(top level)"
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = f"unknown key; allowed: {', '.join(_allowed_keys(error['loc']))}"
+                message = f"unknown key; allowed: {', '.join(_allowed_keys(error['loc'], data))}"
+            elif error["type"] == "missing" and error["loc"][:1] == ("sources",):
+                importer = _entry(_entry(_entry(data, "sources"), error["loc"][1]), "importer")
+                message = f"missing: the {importer} importer needs it" if importer else message
             value = error.get("input")
             shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
             problems.append(f"  {key}: {message}{shown}")

@@ -1,8 +1,10 @@
-"""The one training loop for every detector, and batched scoring.
+"""Training: :func:`fit` trains any detector model the way its kind learns (a network by the one training loop,
+an estimator by one fit), chosen by the model's declared ``differentiable``.
 
 The whole training set lives on the device as a uint8 tensor (as in airbench); batches are gathered by
 index and augmented as whole batches. A validation split is carved from the training data, stratified and
-seeded; the epoch kept and the decision threshold are both chosen on it, never on test data.
+seeded; the epoch kept and the decision threshold are both chosen on it, never on test data. What validation
+says is summarised by the metric registry's headline metrics (:data:`bench.metrics.DEFAULT_HEADLINE`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,12 +21,10 @@ from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from bench.augment import augment
-from bench.metrics import choose_threshold, point_metrics
-from bench.model import Detector, fake_logits
+from bench.estimator import EstimatorDetector
+from bench.metrics import DEFAULT_HEADLINE, choose_threshold, point_metrics
+from bench.model import SCORE_BATCH, Detector, DetectorModel, autocast, detection_scores
 from bench.recipe import Recipe
-
-if TYPE_CHECKING:
-    from bench.estimator import EstimatorDetector
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -70,32 +69,16 @@ def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else tensor
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing on other devices."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def predict_logits(detector: DetectorModel, images: np.ndarray | torch.Tensor, device: torch.device,
+                   batch_size: int = SCORE_BATCH, per_class: bool = False) -> np.ndarray:
+    """Fake logits (N,) of uint8 (N, 3, H, W) images, in batches, in eval mode; with ``per_class``, the
+    (N, classes) logits of a source-attribution model (:meth:`bench.model.DetectorModel.outputs`)."""
+    return detector.outputs(images, device, batch_size) if per_class else detector.logits(images, device, batch_size)
 
 
-@torch.no_grad()
-def predict_logits(
-    detector: Detector, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 1024,
-    per_class: bool = False,
-) -> np.ndarray:
-    """Fake logits (N,) for uint8 (N, 3, H, W) images, in batches, in eval mode; with ``per_class``, the
-    (N, classes) logits of a source-attribution model."""
-    detector.eval().to(device)
-    data = images if isinstance(images, torch.Tensor) else _to_device(images, device)
-    forward = detector.class_logits if per_class else detector
-    out = []
-    for start in range(0, len(data), batch_size):
-        batch = data[start : start + batch_size].to(device).float().div_(255)
-        with autocast(device):
-            out.append(forward(batch).float().cpu())
-    return torch.cat(out).numpy() if out else np.empty(0, np.float32)
-
-
-def detection_scores(outputs: np.ndarray) -> np.ndarray:
-    """(N,) "fake" logits from :func:`predict_logits` output, per class or not (see ``detector.fake_logits``)."""
-    return outputs if outputs.ndim == 1 else fake_logits(torch.from_numpy(outputs)).numpy()
+def validation_summary(scores: dict[str, float]) -> dict[str, float]:
+    """The headline metrics of validation ``scores``, as a training history names them (``val_roc_auc``, ...)."""
+    return {f"val_{name}": scores[name] for name in DEFAULT_HEADLINE}
 
 
 class DivergedError(RuntimeError):
@@ -124,6 +107,15 @@ def validation_split(labels: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.
     return train_test_split(np.arange(len(labels)), test_size=recipe.val_fraction, stratify=labels, random_state=seed)
 
 
+def fit(detector: DetectorModel, images: np.ndarray, labels: np.ndarray, recipe: Recipe, seed: int,
+        device: torch.device, progress: bool | None = None, description: str = "train") -> TrainingResult:
+    """Train ``detector`` on uint8 images the way its kind learns: a network by gradient descent
+    (:func:`train_detector`), an estimator by one fit (:func:`fit_estimator`)."""
+    if detector.differentiable:
+        return train_detector(detector, images, labels, recipe, seed, device, progress, description)
+    return fit_estimator(detector, images, labels, recipe, seed)
+
+
 def fit_estimator(detector: EstimatorDetector, images: np.ndarray, labels: np.ndarray, recipe: Recipe,
                   seed: int) -> TrainingResult:
     """Fit a non-differentiable detector on the training part and choose its threshold on the validation part,
@@ -143,11 +135,10 @@ def fit_estimator(detector: EstimatorDetector, images: np.ndarray, labels: np.nd
     train_scores = point_metrics(labels[train_idx], summary["train"][0], threshold)
     val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(val_logits),
                                                          torch.from_numpy(labels[val_idx]).float()))
-    balanced = (scores["accuracy_real"] + scores["accuracy_fake"]) / 2
     history = [{"epoch": 1, "train_accuracy": train_scores["accuracy"], "val_loss": val_loss,
-                "val_balanced_accuracy": balanced, "val_roc_auc": scores["roc_auc"]}]
-    return TrainingResult(detector.state_dict(), threshold, {"loss": val_loss, "balanced_accuracy": balanced, **scores},
-                          1, history, time.perf_counter() - start, len(train_idx), len(val_idx))
+                **validation_summary(scores)}]
+    return TrainingResult(detector.state(), threshold, {"loss": val_loss, **scores}, 1, history,
+                          time.perf_counter() - start, len(train_idx), len(val_idx))
 
 
 def train_detector(
@@ -212,7 +203,7 @@ def train_detector(
             schedule.step()
             running += loss.detach()
             bar.update()
-        outputs = predict_logits(detector, x_val, device, per_class=attributing)
+        outputs = detector.outputs(x_val, device)
         logits = detection_scores(outputs)
         check_converging(logits, y_val, epoch)
         val_threshold = choose_threshold(y_val, logits)
@@ -220,17 +211,15 @@ def train_detector(
         if attributing:
             scores["source_accuracy"] = float((outputs.argmax(1) == classes_val).mean())
         val_loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(y_val).float()))
-        balanced = (scores["accuracy_real"] + scores["accuracy_fake"]) / 2
-        history.append(
-            {"epoch": epoch, "train_loss": float(running) / steps_per_epoch, "val_loss": val_loss,
-             "val_balanced_accuracy": balanced, "val_roc_auc": scores["roc_auc"]}
-        )
+        balanced = scores["balanced_accuracy"]  # the selection rule's first criterion
+        history.append({"epoch": epoch, "train_loss": float(running) / steps_per_epoch, "val_loss": val_loss,
+                        **validation_summary(scores)})
         bar.set_postfix(val_acc=f"{balanced:.3f}")
         if best is None or (balanced, -val_loss) > best:
             best = (balanced, -val_loss)
-            state = {k: v.detach().cpu().clone() for k, v in detector.model.state_dict().items()}
+            state = detector.state()
             threshold, selected = val_threshold, epoch
-            val_summary = {"loss": val_loss, "balanced_accuracy": balanced, **scores}
+            val_summary = {"loss": val_loss, **scores}
         if on_epoch is not None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -238,7 +227,7 @@ def train_detector(
             on_epoch(epoch, val_threshold, paused - start - hooked)
             hooked += time.perf_counter() - paused
     bar.close()
-    detector.model.load_state_dict(state)
+    detector.load_state(state)
     return TrainingResult(
         state=state,
         threshold=threshold,

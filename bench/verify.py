@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from bench.compare import Cell
 from bench.integrity import check_records
 from bench.provenance import content_key, hardware
-from bench.records import IDENTITY_FIELDS, CellIdentity, identity, load_records, metric_text
+from bench.records import IDENTITY_FIELDS, Attribution, CellIdentity, Metric, Record, load_records, metric_text
 from bench.runner import Runner
 from bench.suite import Suite, SuiteError
 
@@ -128,65 +128,61 @@ def _table(drifts: list[Drift]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
-def _measures(record: dict) -> dict[str, dict]:
+def _measures(record: Record) -> dict[str, Metric]:
     """The record's numbers compared within a tolerance, by name: its metrics, then its attribution scores
-    (``attribution METHOD SCORE``); each a dict with ``value`` and ``ci``."""
-    found = dict(record["metrics"])
-    for method, scores in (record.get("attribution") or {}).get("methods", {}).items():
+    (``attribution METHOD SCORE``)."""
+    found = dict(record.metrics)
+    for method, scores in (record.attribution.methods if record.attribution else {}).items():
         found |= {f"attribution {method} {score}": metric for score, metric in scores.items()}
     return found
 
 
-def _value(metric: dict) -> float:
-    return float("nan") if metric["value"] is None else float(metric["value"])
-
-
-def _interval(metric: dict) -> tuple[float, float] | None:
-    return tuple(metric["ci"]) if metric.get("ci") else None
+def _value(metric: Metric) -> float:
+    return float("nan") if metric.value is None else metric.value
 
 
 class _Tolerances:
     """Each number's tolerance for the records of one folder: ``given``, else from the seed spreads of its cells,
     never from the record under test (whose own value would widen its own allowance)."""
 
-    def __init__(self, records: Iterable[dict], given: float | None) -> None:
+    def __init__(self, records: Iterable[Record], given: float | None) -> None:
         self.given = given
         self.values: dict[Cell, dict[str, dict[int, float]]] = {}  # cell -> number -> seed -> published value
         if given is not None:
             return
         for record in records:
-            values = self.values.setdefault(Cell.of(record), {})
+            values = self.values.setdefault(Cell(*record.identity[:5]), {})
             for name, metric in _measures(record).items():
                 if not math.isnan(value := _value(metric)):
-                    values.setdefault(name, {})[record["seed"]] = value
+                    values.setdefault(name, {})[record.seed] = value
 
-    def of(self, record: dict, name: str) -> Tolerance:
+    def of(self, record: Record, name: str) -> Tolerance:
         """The tolerance of the number ``name`` of ``record``: the spread of the cell's other seeds where it has two
         or more others (at least ``FLOOR``), else the fixed ``DEFAULT_TOLERANCE``."""
         if self.given is not None:
             return Tolerance(self.given, "--tolerance")
-        values = self.values.get(Cell.of(record), {}).get(name, {})
-        others = [value for seed, value in values.items() if seed != record["seed"]]
+        values = self.values.get(Cell(*record.identity[:5]), {}).get(name, {})
+        others = [value for seed, value in values.items() if seed != record.seed]
         if len(others) < 2:
             return Tolerance(DEFAULT_TOLERANCE, f"default {DEFAULT_TOLERANCE:g}; fewer than 2 other seeds")
         spread, basis = statistics.stdev(others), f"seed spread of this cell's other {len(others)} seeds"
         return Tolerance(spread, basis) if spread >= FLOOR else Tolerance(FLOOR, f"floor; {basis}: {spread:.2g}")
 
 
-def _matches(record: dict, pattern: str | None) -> bool:
-    return pattern is None or any(fnmatch.fnmatchcase(record["detector"], p) for p in pattern.split(","))
+def _matches(record: Record, pattern: str | None) -> bool:
+    return pattern is None or any(fnmatch.fnmatchcase(record.detector, p) for p in pattern.split(","))
 
 
-def _rebuilt(record: dict, seeds: list[int], limit: int | None) -> Suite:
+def _rebuilt(record: Record, seeds: list[int], limit: int | None) -> Suite:
     """The record's suite, restricted to its detector and ``seeds``, with at most ``limit`` test images."""
-    suite = Suite.model_validate(record["suite_config"])
+    suite = Suite.model_validate(record.suite_config)
     current = suite.test.limit
     test_limit = limit if limit is not None and (current is None or limit < current) else None
-    return suite.with_overrides(detectors=record["detector"], seeds=seeds, test_limit=test_limit)
+    return suite.with_overrides(detectors=record.detector, seeds=seeds, test_limit=test_limit)
 
 
-def _applicability(part: dict) -> str:
-    return f"not applicable ({part['not_applicable']})" if part.get("not_applicable") else "applicable"
+def _applicability(part: Record | Attribution) -> str:
+    return f"not applicable ({part.not_applicable})" if part.not_applicable else "applicable"
 
 
 @dataclass
@@ -195,8 +191,8 @@ class _Check:
     back), adding what differs to ``result``."""
 
     path: Path
-    published: dict
-    measured: dict | None
+    published: Record
+    measured: Record | None
     result: Verification
 
     def run(self, tolerances: _Tolerances) -> None:
@@ -208,7 +204,7 @@ class _Check:
 
     def drift(self, number: str, old: str, new: str | None, allowed: str, tolerance: str,
               informational: bool = False) -> None:
-        drift = Drift(self.path, identity(self.published), number, old, "not re-measured" if new is None else new,
+        drift = Drift(self.path, self.published.identity, number, old, "not re-measured" if new is None else new,
                       allowed, tolerance)
         (self.result.not_comparable if informational else self.result.drifts).append(drift)
 
@@ -216,11 +212,11 @@ class _Check:
         """The cell, and its attribution, come back (not) applicable as published."""
         if self.measured is None:
             return
-        parts = [("cell", self.published, self.measured)]
-        if self.published.get("attribution") is not None:
-            parts.append(("attribution", self.published["attribution"], self.measured.get("attribution") or {}))
+        parts: list[tuple[str, Record | Attribution, Record | Attribution]] = [("cell", self.published, self.measured)]
+        if self.published.attribution is not None:
+            parts.append(("attribution", self.published.attribution, self.measured.attribution or Attribution()))
         for number, old, new in parts:
-            if bool(old.get("not_applicable")) != bool(new.get("not_applicable")):
+            if bool(old.not_applicable) != bool(new.not_applicable):
                 self.drift(f"{number} applicability", _applicability(old), _applicability(new), "the same", "exact")
 
     def measures(self, tolerances: _Tolerances) -> None:
@@ -228,9 +224,9 @@ class _Check:
         limit, remeasured = self.result.limit, _measures(self.measured) if self.measured else {}
         for name, metric in sorted(_measures(self.published).items()):
             self.result.numbers += 1
-            value, ci = _value(metric), _interval(metric)
+            value, ci = _value(metric), metric.ci
             new = _value(remeasured[name]) if name in remeasured else None
-            new_ci = _interval(remeasured[name]) if name in remeasured else None
+            new_ci = remeasured[name].ci if name in remeasured else None
             if new is not None and math.isnan(value) and math.isnan(new):
                 continue
             tolerance = tolerances.of(self.published, name)
@@ -243,15 +239,13 @@ class _Check:
 
     def thresholds(self) -> None:
         """The decision thresholds, to ``THRESHOLD_RTOL``; informational for a record trained on another CPU."""
-        published, measured = self.published, self.measured or {"training": {}}
-        trained_on = published["training"].get("trained_on", {}).get("cpu")
+        published, measured = self.published, self.measured
+        trained_on = published.training.trained_on.cpu if published.training.trained_on else None
         elsewhere = trained_on is not None and trained_on != hardware()["cpu"]
         for number, old, new in (
-            ("threshold", published["threshold"], measured.get("threshold")),
-            ("training threshold", published["training"].get("threshold"), measured["training"].get("threshold")),
+            ("threshold", published.threshold, measured.threshold if measured else None),
+            ("training threshold", published.training.threshold, measured.training.threshold if measured else None),
         ):
-            if old is None:
-                continue
             self.result.numbers += 1
             if new is not None and math.isclose(old, new, rel_tol=THRESHOLD_RTOL):
                 continue
@@ -265,10 +259,11 @@ class _Check:
 
     def counts(self) -> None:
         """Source-attribution counts (test images of each source given each class), exactly."""
-        if self.published.get("source_attribution") is None:
+        if self.published.source_attribution is None:
             return
-        remeasured = ((self.measured or {}).get("source_attribution") or {}).get("predicted", {})
-        for source, counts in sorted(self.published["source_attribution"]["predicted"].items()):
+        measured = self.measured.source_attribution if self.measured else None
+        remeasured = measured.predicted if measured else {}
+        for source, counts in sorted(self.published.source_attribution.predicted.items()):
             for name, count in sorted(counts.items()):
                 self.result.numbers += 1
                 new = remeasured.get(source, {}).get(name)
@@ -290,7 +285,7 @@ def verify(
     """Re-measure the records in ``directories`` (optionally only ``detectors``, comma-separated wildcards);
     ``tolerance`` None takes each number's from the published seed spread (see the module docstring)."""
     result = Verification(tolerance, limit)
-    groups: dict[str, dict[Path, dict]] = {}
+    groups: dict[str, dict[Path, Record]] = {}
     tolerances: dict[Path, _Tolerances] = {}
     for directory in directories:
         published = load_records(directory)
@@ -300,22 +295,22 @@ def verify(
             if not _matches(record, detectors):
                 continue
             result.records += 1
-            if "suite_config" not in record:
+            if record.suite_config is None:
                 result.unverifiable[path] = "no suite_config: the record predates it; re-run its suite to republish"
                 continue
             tolerances[path] = folder
-            groups.setdefault(content_key([record["suite_config"], record["detector"]]), {})[path] = record
+            groups.setdefault(content_key([record.suite_config, record.detector]), {})[path] = record
     for records in groups.values():
         first = next(iter(records.values()))
         try:
-            suite = _rebuilt(first, sorted({r["seed"] for r in records.values()}), limit)
+            suite = _rebuilt(first, sorted({r.seed for r in records.values()}), limit)
         except (ValidationError, SuiteError) as exc:
             result.unverifiable |= {p: f"its suite_config is not a valid suite here: {exc}" for p in records}
             continue
         with tempfile.TemporaryDirectory(prefix="bench-verify-") as scratch:
             run = Runner(data_dir, Path(scratch), data_root, device, progress).run(suite)
         result.runs += 1
-        remeasured = {identity(r): r for r in run.records}
+        remeasured = {r.identity: r for r in run.records}
         for path, record in records.items():
-            _Check(path, record, remeasured.get(identity(record)), result).run(tolerances[path])
+            _Check(path, record, remeasured.get(record.identity), result).run(tolerances[path])
     return result

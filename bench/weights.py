@@ -13,6 +13,7 @@ import json
 import math
 import shlex
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -188,13 +189,11 @@ def _prefix_hint(missing: list[str], unexpected: list[str]) -> str:
     return ""
 
 
-def check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], source: str, name: str = "") -> None:
-    """Raise :class:`WeightsError` naming every missing and unexpected key and every shape that differs, in one
-    line, unless ``tensors`` are exactly ``model``'s state dict names and shapes (``name``: the detector's)."""
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-    shapes = [f"{k} (file {tuple(tensors[k].shape)}, model {tuple(own[k].shape)})"
-              for k in own if k in tensors and tensors[k].shape != own[k].shape]
+def fit_problems(own: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """What keeps tensors of the ``found`` shapes (by name) from fitting a model whose state has the ``own`` shapes:
+    the missing and unexpected names and the shapes that differ, each a phrase; empty when they fit."""
+    missing, unexpected = sorted(set(own) - set(found)), sorted(set(found) - set(own))
+    shapes = [f"{k} (file {found[k]}, model {own[k]})" for k in own if k in found and found[k] != own[k]]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({_listed(missing)})")
@@ -202,8 +201,16 @@ def check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], source: str, n
         problems.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} ({_listed(unexpected)})")
     if shapes:
         problems.append(f"{len(shapes)} shape{'s differ' if len(shapes) > 1 else ' differs'}: {_listed(shapes)}")
+    return problems
+
+
+def check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], source: str, name: str = "") -> None:
+    """Raise :class:`WeightsError` naming every missing and unexpected key and every shape that differs, in one
+    line, unless ``tensors`` are exactly ``model``'s state dict names and shapes (``name``: the detector's)."""
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = fit_problems(own, {k: tuple(v.shape) for k, v in tensors.items()})
     if problems:
-        hint = _prefix_hint(missing, unexpected)
+        hint = _prefix_hint(sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own)))
         target = f"detector {name!r}" if name else type(model).__name__
         raise WeightsError(f"{source} does not fit {target}: {'; '.join(problems)}. Check the detector "
                            f"and its kwargs, or remap the names (strip_prefix / add_prefix).{hint}")

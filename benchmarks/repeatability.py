@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.records import by_identity, load_records
+from bench.records import load_records, unique_cells
 
 
 def main() -> None:
@@ -25,17 +25,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
 
-    first, second = (by_identity(load_records(folder)) for folder in (args.first, args.second))
+    first, second = (unique_cells(load_records(folder)) for folder in (args.first, args.second))
     shared = sorted(set(first) & set(second))
     if not shared:
         raise SystemExit(f"error: {args.first} and {args.second} have no cell in common")
     largest: dict[str, tuple[float, str]] = {}
     identical = 0
     for cell in shared:
-        a, b = first[cell]["metrics"], second[cell]["metrics"]
+        a, b = first[cell].metrics, second[cell].metrics
         same = True
         for metric in sorted(set(a) & set(b)):
-            difference = abs(a[metric]["value"] - b[metric]["value"])
+            difference = abs(a[metric].value - b[metric].value)
             same &= difference == 0
             if difference >= largest.get(metric, (-1.0, ""))[0]:
                 largest[metric] = (difference, cell.describe())

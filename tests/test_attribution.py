@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from synthetic import logits, measured
 
 from bench.attribution import (
     ATTRIBUTIONS,
@@ -19,7 +20,8 @@ from bench.attribution import (
     shuffle_pixels,
 )
 from bench.detector import DETECTORS, build_detector
-from bench.leaderboard import ATTRIBUTION, attribution_table
+from bench.leaderboard_model import ATTRIBUTION, attribution_table
+from bench.records import Attribution
 from bench.runner import Runner
 from bench.suite import load_suite
 
@@ -97,14 +99,12 @@ def test_attribution_table_renders_records_without_the_control_scores():
     old = {key: {"value": 0.25, "ci": [0.2, 0.3], "n": 16} for key in
            ("faithfulness", "faithfulness_random_weights", "randomisation_spearman", "centre_share_real",
             "centre_share_fake")}
-    record = {"detector": "lenet", "train": {"name": "cifake"}, "seed": 0,
-              "attribution": {"images": {"real": 8, "fake": 8}, "centre_area_share": 0.25,
-                              "figure": "figures/lenet.png", "methods": {"saliency": old}}}
-    new = json.loads(json.dumps(record))
-    new["attribution"]["methods"]["saliency"] |= {"faithfulness_shuffled": {"value": 0.05, "ci": [0.0, 0.1], "n": 16},
-                                                  "centre_share_random_weights": {"value": 0.3, "ci": None, "n": 16}}
-    new["train"]["name"] = "newer"
-    note, frame = attribution_table([record, new])
+    new = old | {"faithfulness_shuffled": {"value": 0.05, "ci": [0.0, 0.1], "n": 16},
+                 "centre_share_random_weights": {"value": 0.3, "ci": None, "n": 16}}
+    records = [measured("lenet", 0, logits("lenet", 0), train=train).model_copy(update={"attribution": Attribution(
+        images={"real": 8, "fake": 8}, centre_area_share=0.25, figure="figures/lenet.png",
+        methods={"saliency": scores})}) for train, scores in (("cifake", old), ("newer", new))]
+    note, frame = attribution_table(records)
     assert "shuffled map:" in note and "Centre share random weights:" in note
     old_row, new_row = frame.to_dict("records")
     assert old_row["Shuffled map"] == old_row["Centre share random weights"] == "–"

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from bench.cli import EXPECTED_ERRORS, friendly_errors, main
-from bench.importers import IMPORTERS, ImportContext, import_folder, import_npz
+from bench.importer import IMPORTERS, ImportContext, SourceSpec
+from bench.importers import import_folder, import_npz
 from bench.sources import SourceError, SourceStore
-from bench.suite import SourceSpec
 
 
 def _png(folder: Path, name: str | bytes, colour: tuple[int, int, int] = (10, 20, 30)) -> None:

@@ -143,6 +143,24 @@ def test_a_garbled_checkpoint_sidecar_is_set_aside_and_retrained(tmp_path, caplo
     assert store.get("k1").info["val"] == {"loss": 1.0}
 
 
+def test_a_checkpoint_that_does_not_fit_its_model_is_not_returned_and_is_retrained(tmp_path, caplog):
+    store = CheckpointStore(tmp_path)
+    store.put("k1", {"conv.weight": torch.ones(8, 3, 3, 3), "fc.bias": torch.ones(1)}, {"val": {}})
+    fits = {"conv.weight": torch.zeros(8, 3, 3, 3), "fc.bias": torch.zeros(1)}
+    assert store.get("k1", fits=fits) is not None  # same names and shapes: used
+    changed = {"conv.weight": torch.zeros(16, 3, 3, 3), "head.bias": torch.zeros(1)}
+    with caplog.at_level(logging.WARNING, logger="bench.checkpoints"):
+        assert store.get("k1", fits=changed) is None  # missing, so the runner trains it again
+    [line] = caplog.messages
+    assert line == ("checkpoint k1 does not fit the model it is for (1 missing key (head.bias); 1 unexpected key "
+                    "(fc.bias); 1 shape differs: conv.weight (file (8, 3, 3, 3), model (16, 3, 3, 3))), which changed "
+                    "since it was trained: retraining it")
+    store.put("k1", {name: t.clone() for name, t in changed.items()}, {"val": {}})  # the retrained one replaces it
+    assert store.get("k1", fits=changed) is not None and not list(store.root.glob("*.corrupt"))
+    store.discard("k1")  # --retrain
+    assert not store.has("k1") and store.get("k1") is None
+
+
 def test_temporary_checkpoint_files_of_killed_runs_are_removed(tmp_path):
     root, mine = tmp_path / "checkpoints", temp_suffix()
     dead = re.sub(r"\.\d+@", f".{_dead_pid()}@", mine)

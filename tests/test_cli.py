@@ -39,6 +39,49 @@ def test_list_plugins_with_a_wildcard_and_a_description_each():
     assert first_column(invoke("list", "perturbations").output) == [
         "blur", "clean", "fgsm", "jpeg", "noise", "pgd", "resize"]
     assert "DCGAN (Radford et al. 2016)" in invoke("list", "generators", "dcgan").output
+    assert first_column(invoke("list", "importers").output) == [
+        "cached", "cifake", "folder", "generator", "npz", "part", "perturbed"]
+    assert first_column(invoke("list", "executors").output) == ["local", "ray"]
+    metrics = invoke("list", "metrics", "*accuracy*").output
+    assert first_column(metrics) == ["accuracy", "accuracy_fake", "accuracy_real", "balanced_accuracy"]
+    assert "Share of test images classified correctly." in metrics
+
+
+def test_bench_list_offers_every_registry_of_the_package():
+    """A registry declared anywhere in bench (a Registry, or a module-level REGISTRY mapping) is listable."""
+    import importlib
+    import pkgutil
+
+    import bench
+    from bench.cli import REGISTRIES
+    from bench.registry import Registry
+
+    found = set()
+    for info in pkgutil.walk_packages(bench.__path__, "bench."):
+        if info.name == "bench.__main__":  # runs the command line
+            continue
+        module = importlib.import_module(info.name)
+        found |= {(info.name, name) for name, value in vars(module).items()
+                  if (isinstance(value, Registry) or name == "REGISTRY") and _declared_in(module, name)}
+    assert found == set(REGISTRIES.values())
+    kinds = next(p for p in main.commands["list"].params if p.name == "kind").type.choices
+    assert set(REGISTRIES) <= set(kinds)
+
+
+def _declared_in(module, name: str) -> bool:
+    """Whether ``module`` assigns ``name`` itself (rather than importing it)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))
+    return any(isinstance(node, ast.AnnAssign | ast.Assign) and name in {
+        t.id for t in ([node.target] if isinstance(node, ast.AnnAssign) else node.targets) if isinstance(t, ast.Name)}
+        for node in tree.body)
+
+
+def test_run_offers_the_registered_executors():
+    help_text = invoke("run", "--help").output
+    assert "[local|ray]" in help_text
 
 
 def test_list_suites_shows_their_size():
@@ -52,7 +95,8 @@ def test_list_suites_shows_their_size():
 def test_help_and_listing_import_no_heavy_module():
     """`bench --help`, `bench CMD --help` and `bench list` stay fast: none of them imports torch & co."""
     commands = [[*command, "--help"] for command in COMMANDS] + [
-        ["list", kind] for kind in ("detectors", "generators", "perturbations", "attributions", "suites")]
+        ["list", kind] for kind in ("detectors", "generators", "importers", "perturbations", "attributions", "metrics",
+                                    "executors", "suites")]
     script = textwrap.dedent(f"""
         import sys
         from click.testing import CliRunner

@@ -8,7 +8,6 @@ statistics must find is known and nothing is trained.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,75 +16,23 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from synthetic import LABELS, logits, write_detector, write_record
 
 from bench.cli import main
-from bench.compare import COMPARED, aggregate, compare_detectors, verdict_text
-from bench.leaderboard import BELOW_CHANCE, BELOW_CHANCE_NOTE, build_leaderboard, render_markdown, write_leaderboard
-from bench.metrics import evaluate, evasion_rate, wilson_interval
+from bench.compare import aggregate, compare_detectors, verdict_text
+from bench.leaderboard import write_leaderboard
+from bench.leaderboard_markdown import render_markdown
+from bench.leaderboard_model import BELOW_CHANCE, below_chance_note, build_leaderboard
+from bench.metrics import DEFAULT_HEADLINE, wilson_interval
 from bench.records import RecordError, load_records
-from bench.sources import content_hash
 from bench.statistics import holm
 
-N = 300  # test images per class
-LABELS = np.r_[np.zeros(N, int), np.ones(N, int)]
-SHARED = np.random.default_rng(0).standard_normal(2 * N)  # how hard each test image is, for every detector
 T_LABEL = ("mean over 3 training seeds [95% t interval over training seeds and test images: variance across seeds / 3 "
            "(2 degrees of freedom) + bootstrap variance over the test images the seeds share]")
-JPEG = {"label": "jpeg(quality=50)", "name": "jpeg", "params": {"quality": 50}}
-CLEAN = {"label": "clean", "name": "clean", "params": {}}
 
 
-def logits(detector: str, seed: int, separation: float = 1.5, seed_noise: float = 0.3,
-           seed_shift: float = 0.0) -> np.ndarray:
-    """A made-up detector's float32 logits for one training seed: fakes shifted by ``separation`` (plus
-    ``seed_shift`` times a standard normal draw of the seed: seeds that differ in AUC), per-image noise of the
-    detector and of the seed (``seed_noise``)."""
-    def noise(*key: object) -> np.ndarray:
-        digest = hashlib.sha256(" ".join(map(str, key)).encode()).digest()
-        return np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(2 * N)
-
-    shift = separation + seed_shift * noise(detector, seed, "shift")[0]
-    return (shift * LABELS + 0.6 * SHARED + 0.6 * noise(detector) + seed_noise * noise(detector, seed)).astype(
-        np.float32)
-
-
-def write_record(folder: Path, detector: str, seed: int, scores: np.ndarray, threshold: float | None = None,
-                 perturbation: dict = CLEAN, clean: np.ndarray | None = None, n_boot: int = 200) -> dict:
-    """A record of ``scores`` (reals then fakes) measured as a run measures it, written with its score file into the
-    results folder ``folder``; ``clean``: the clean cell's scores, for the evasion rate of a perturbation."""
-    scores = np.asarray(scores, np.float32)
-    threshold = float(np.median(scores)) if threshold is None else threshold
-    key = hashlib.sha256(f"{detector} {seed} {perturbation['label']}".encode()).hexdigest()
-    hardware = {"cpu": "test CPU", "cpu_cores": 2, "device": "cpu"}
-    record = {
-        "schema_version": 2, "key": key, "suite": "synthetic", "detector": detector, "detector_kwargs": {},
-        "train": {"name": "sd14", "real": {"count": 1000}, "fake": {"count": 1000}},
-        "test": {"name": "sd14-test", "real": {"sha256": "r" * 64, "sources": [{"name": "real-test"}]},
-                 "fake": {"sha256": "f" * 64, "sources": [{"name": "sd14-test"}]}},
-        "perturbation": perturbation, "seed": seed,
-        "training": {"recipe": {"epochs": 1}, "train_seconds": 1.0, "trained_on": hardware},
-        "provenance": {"command": "synthetic", "git": {"commit": "0" * 40, "dirty": False}, "hardware": hardware,
-                       "versions": {"torch": "x", "timm": "x", "scikit-learn": "x"}},
-        "scores": {"file": f"scores/{key}.npy", "sha256": content_hash(scores)},
-    } | evaluate(LABELS, scores, threshold, n_boot, 0.95, 0)
-    if clean is not None:
-        fakes = LABELS == 1
-        record["metrics"]["evasion_rate"] = evasion_rate(clean[fakes], scores[fakes], threshold)
-    (folder / "scores").mkdir(parents=True, exist_ok=True)
-    (folder / "records").mkdir(exist_ok=True)
-    np.save(folder / record["scores"]["file"], scores)
-    (folder / "records" / f"{key}.json").write_text(json.dumps(record))
-    return record
-
-
-def write_detector(folder: Path, detector: str, seeds: tuple[int, ...] = (0, 1, 2), jpeg: bool = False,
-                   **kwargs: float) -> None:
-    """A made-up detector's clean records (and JPEG ones: its fakes' logits lowered, as a perturbation does)."""
-    for seed in seeds:
-        scores = logits(detector, seed, **kwargs)
-        record = write_record(folder, detector, seed, scores)
-        if jpeg:
-            write_record(folder, detector, seed, scores - 0.8 * LABELS, record["threshold"], JPEG, clean=scores)
+def records_of(folder: Path) -> list:
+    return list(load_records(folder).values())
 
 
 @pytest.fixture
@@ -97,11 +44,11 @@ def folder(tmp_path: Path) -> Path:
 
 
 def board(folder: Path):
-    return build_leaderboard(list(load_records(folder).values()), folder)
+    return build_leaderboard(records_of(folder), folder)
 
 
 def test_every_view_aggregates_over_seeds_and_keeps_the_per_seed_values(folder):
-    write_leaderboard(list(load_records(folder).values()), folder, "synthetic")
+    write_leaderboard(records_of(folder), folder, "synthetic")
     cells, seeds = pd.read_csv(folder / "leaderboard.csv"), pd.read_csv(folder / "leaderboard-seeds.csv")
     assert len(seeds) == 12 and len(cells) == 4  # 2 detectors x 2 perturbations x 3 seeds
     assert set(cells["n_seeds"]) == {3} and set(cells["seeds"]) == {"0 1 2"} and set(cells["interval"]) == {T_LABEL}
@@ -131,19 +78,19 @@ def test_every_view_aggregates_over_seeds_and_keeps_the_per_seed_values(folder):
 
 
 def test_one_seed_intervals_cover_the_test_images_only(folder):
-    records = [r for r in load_records(folder).values() if r["seed"] == 0]
+    records = [r for r in records_of(folder) if r.seed == 0]
     for one in aggregate(records, folder):
         assert one.covers == "one training seed [95% bootstrap: test images only]"
-        stored = one.records[0]["metrics"]["roc_auc"]
-        assert one.metrics["roc_auc"]["ci"] == pytest.approx(stored["ci"])  # the record's own bootstrap draws
+        stored = one.records[0].metrics["roc_auc"]
+        assert one.metrics["roc_auc"]["ci"] == pytest.approx(stored.ci)  # the record's own bootstrap draws
         assert np.isnan(one.metrics["roc_auc"]["std"])
     markdown = render_markdown(build_leaderboard(records, folder), "seed 0")
     assert "Bal acc sd" not in markdown and "test images only" in markdown.split("## Every cell")[1]
 
 
 def test_two_records_for_one_cell_identity_are_an_error(folder):
-    record = next(iter(load_records(folder).values()))
-    (folder / "records" / "copy.json").write_text(json.dumps(record | {"key": "copy"}))
+    record = records_of(folder)[0]
+    (folder / "records" / "copy.json").write_text(json.dumps(record.model_dump(mode="json") | {"key": "copy"}))
     with pytest.raises(RecordError, match="both measure"):
         board(folder)
     result = CliRunner().invoke(main, ["leaderboard", "render", str(folder)])
@@ -183,14 +130,14 @@ def test_the_paired_test_tells_apart_detectors_whose_intervals_overlap(folder):
 
 def test_p_values_are_adjusted_by_holm_across_the_pairs_and_metrics_of_a_table(folder):
     write_detector(folder, "c", separation=1.0)
-    comparisons = [c for c in compare_detectors(aggregate(list(load_records(folder).values()), folder))
+    comparisons = [c for c in compare_detectors(aggregate(records_of(folder), folder))
                    if c.a.cell.perturbation == "clean"]
     assert len(comparisons) == 3
-    raw = [c.metrics[name]["p_value"] for c in comparisons for name in COMPARED]
-    adjusted = [c.metrics[name]["p_holm"] for c in comparisons for name in COMPARED]
+    raw = [c.metrics[name]["p_value"] for c in comparisons for name in DEFAULT_HEADLINE]
+    adjusted = [c.metrics[name]["p_holm"] for c in comparisons for name in DEFAULT_HEADLINE]
     assert adjusted == pytest.approx(list(holm(raw))) and all(h >= p for h, p in zip(adjusted, raw, strict=True))
     assert all(c.metrics[name]["significant"] == (c.metrics[name]["p_holm"] < 0.05) for c in comparisons
-               for name in COMPARED)
+               for name in DEFAULT_HEADLINE)
 
 
 def test_a_verdict_names_every_headline_metric_that_disagrees(folder):
@@ -210,10 +157,13 @@ def test_a_verdict_names_every_headline_metric_that_disagrees(folder):
         "y better on AUC; Bal acc not told apart"
     assert verdict_text("x", "y", {"roc_auc": metric(0.1, True, auc=0.45), "balanced_accuracy": metric(0.1, True)}) \
         == "both below chance (mean AUC below 0.5): no verdict"
+    assert verdict_text("x", "y", {"roc_auc": metric(0.1, True, auc=0.6), "balanced_accuracy": metric(0.02, True,
+                                                                                                    auc=0.49)}) \
+        == "both below chance (mean Bal acc below 0.5): no verdict"  # AUC apart, but neither better than a coin
 
 
 def test_one_seed_each_adds_delong_and_says_seeds_are_not_covered(folder):
-    records = [r for r in load_records(folder).values() if r["seed"] == 0 and r["perturbation"]["name"] == "clean"]
+    records = [r for r in records_of(folder) if r.seed == 0 and r.perturbation.name == "clean"]
     told = build_leaderboard(records, folder).comparisons.set_index(["a", "b"]).loc[("a", "b")]
     assert told["test"] == ("t test over test images only (paired bootstrap variance); training seeds not covered; "
                             "DeLong for AUC")
@@ -222,10 +172,9 @@ def test_one_seed_each_adds_delong_and_says_seeds_are_not_covered(folder):
 
 def test_degenerate_proportions_get_wilson_intervals(folder):
     write_detector(folder, "never-fake")
-    for path in (folder / "records").glob("*.json"):  # re-measured at a threshold above every score
-        record = json.loads(path.read_text())
-        if record["detector"] == "never-fake":
-            write_record(folder, "never-fake", record["seed"], np.load(folder / record["scores"]["file"]), 1e9)
+    for record in records_of(folder):  # re-measured at a threshold above every score
+        if record.detector == "never-fake":
+            write_record(folder, "never-fake", record.seed, np.load(folder / record.scores.file), 1e9)
     markdown = render_markdown(board(folder), "degenerate")
     row = next(line for line in markdown.split("## Every cell")[1].splitlines() if line.startswith("| never-fake "))
     assert "0.000 [0.000, 0.000]" not in markdown and "1.000 [1.000, 1.000]" not in markdown
@@ -236,7 +185,7 @@ def test_degenerate_proportions_get_wilson_intervals(folder):
 def test_only_an_auc_interval_below_chance_is_flagged(folder):
     write_detector(folder, "inverted", separation=-1.5)
     write_detector(folder, "coin", separation=-0.05, seed_noise=0.05)  # a little below 0.5, well within noise
-    write_leaderboard(list(load_records(folder).values()), folder, "inverted")
+    write_leaderboard(records_of(folder), folder, "inverted")
     markdown, page = (folder / "leaderboard.md").read_text(), (folder / "leaderboard.html").read_text()
     cells = pd.read_csv(folder / "leaderboard.csv").set_index(["name", "perturbation"])
     coin = cells.loc[("coin", "clean")]
@@ -244,7 +193,7 @@ def test_only_an_auc_interval_below_chance_is_flagged(folder):
     rows = {line.split("|")[1].strip(): line for line in markdown.split("## Every cell")[1].splitlines()
             if line.startswith("| ") and "clean" in line}
     assert f"] {BELOW_CHANCE}" in rows["inverted"] and BELOW_CHANCE not in rows["coin"] + rows["a"]
-    assert BELOW_CHANCE_NOTE in markdown and 'class="flag"' in page and BELOW_CHANCE_NOTE in page
+    assert below_chance_note() in markdown and 'class="flag"' in page and below_chance_note() in page
     pair = board(folder).comparisons.set_index(["a", "b", "perturbation"]).loc[("coin", "inverted", "clean")]
     assert pair["roc_auc_p_holm"] < 0.05  # coin ranks far better than inverted, but neither is a detector here
     assert pair["verdict"] == "both below chance (mean AUC below 0.5): no verdict"
@@ -263,7 +212,7 @@ def test_an_evasion_rate_of_zero_over_seeds_gets_a_wilson_interval_not_zero_widt
 
 def test_records_without_score_files_keep_their_stored_intervals(folder):
     shutil.rmtree(folder / "scores")
-    one = [r for r in load_records(folder).values() if r["seed"] == 0]
+    one = [r for r in records_of(folder) if r.seed == 0]
     for cell in aggregate(one, folder):
         assert cell.covers.endswith("[95% interval stored in the record: test images only; no score file]")
     assert all(c.test == "not compared: records without score files" for c in compare_detectors(aggregate(one,

@@ -1,6 +1,6 @@
 """`bench leaderboard diff`: cells matched by identity, real changes told from noise (seed noise included),
 regressions fail. Old schema-1 records (no score files) and synthetic records with score files (see
-``test_compare``)."""
+``synthetic``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_compare import LABELS, logits, write_detector, write_record
+from synthetic import LABELS, N, logits, write_detector, write_record
 
 from bench.cli import main
 from bench.diff import FLOOR, IMAGES_ONLY, SEEDS, Change, diff_records
@@ -149,18 +149,18 @@ def test_the_paired_test_on_the_same_test_images_finds_a_drop_that_the_intervals
         scores = logits(detector, 0)
         record = write_record(old, detector, 0, scores)
         if detector == "a":  # slightly worse fakes
-            worse = write_record(new, "a", 0, scores - 0.15 * scores.std() * LABELS, record["threshold"])
+            worse = write_record(new, "a", 0, scores - 0.15 * scores.std() * LABELS, record.threshold)
         else:  # the scores of one real and one fake adjacent in score order swapped: AUC moves by one pair
             order = np.argsort(scores, kind="stable")
             i = next(i for i in range(len(order) - 1) if LABELS[order[i]] == 0 and LABELS[order[i + 1]] == 1)
             swapped = scores.copy()
             swapped[order[[i, i + 1]]] = scores[order[[i + 1, i]]]
-            write_record(new, "b", 0, swapped, record["threshold"])
+            write_record(new, "b", 0, swapped, record.threshold)
     result = diff_records(load_records(old), load_records(new))
     auc = {c.cell.detector: c for c in result.changes if c.metric == "roc_auc"}
     stored = load_records(old)
-    old_ci = next(r for r in stored.values() if r["detector"] == "a")["metrics"]["roc_auc"]["ci"]
-    assert worse["metrics"]["roc_auc"]["ci"][1] > old_ci[0]  # the stored intervals overlap ...
+    old_ci = next(r for r in stored.values() if r.detector == "a").metrics["roc_auc"].ci
+    assert worse.metrics["roc_auc"].ci[1] > old_ci[0]  # the stored intervals overlap ...
     assert auc["a"].test == IMAGES_ONLY and auc["a"].difference_ci[1] < 0  # ... the paired interval excludes 0
     assert auc["a"].verdict == "regression"
     assert auc["b"].delta == pytest.approx(-1 / N_PAIRS) and auc["b"].verdict == "within noise"
@@ -177,4 +177,4 @@ def test_the_paired_test_on_the_same_test_images_finds_a_drop_that_the_intervals
     assert not fallback.regressions  # overlapping intervals: the conservative rule misses the drop
 
 
-N_PAIRS = int((LABELS == 0).sum() * (LABELS == 1).sum())
+N_PAIRS = N * N

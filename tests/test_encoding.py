@@ -64,6 +64,6 @@ def test_a_run_records_the_encoding(lossless_sources, tmp_path):
     chosen = suite(tmp_path, recipe={"epochs": 1}, bootstrap=0)
     summary = Runner(tmp_path / "cache", tmp_path / "results", device="cpu", progress=False).run(chosen)
     record = summary.records[0]
-    assert record["encoding"] == "JPEG q75 4:2:0"
-    assert record["test"]["real"]["sources"][0]["encoded"] == record["test"]["fake"]["sources"][0]["encoded"]
-    assert record["train"]["fake"]["sources"][0]["encoded"].startswith("re-encoded")
+    assert record.encoding == "JPEG q75 4:2:0"
+    assert record.test.real.sources[0].encoded == record.test.fake.sources[0].encoded
+    assert record.train.fake.sources[0].encoded.startswith("re-encoded")

@@ -9,13 +9,23 @@ import signal
 import textwrap
 import threading
 import time
+import types
 
 import pandas as pd
 import pytest
 
 import bench.execute
 import bench.executors
-from bench.executors import ProcessExecutor, RayExecutor, SerialExecutor
+import bench.registry
+from bench.executors import (
+    EXECUTORS,
+    ExecutorOptions,
+    ProcessExecutor,
+    RayExecutor,
+    SerialExecutor,
+    make_executor,
+    register_executor,
+)
 from bench.runner import Runner
 from bench.suite import load_suite
 
@@ -52,8 +62,7 @@ def _run(executor, suite, cifake_dir, data_root, tmp_path, name):
 
 
 def _numbers(summary):
-    return {r["key"]: (r["metrics"], r["training"]["threshold"], r["training"]["checkpoint_sha256"])
-            for r in summary.records}
+    return {r.key: (r.metrics, r.training.threshold, r.training.checkpoint_sha256) for r in summary.records}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +87,7 @@ def test_every_executor_gives_the_same_records_and_a_resumed_run_recomputes_noth
     def no_work(*args, **kwargs):
         raise AssertionError("a resumed run must not run a job")
 
-    monkeypatch.setattr(bench.executors, "run_job", no_work)
+    monkeypatch.setattr(bench.executors, "attempt", no_work)
     for name, executor in executors.items():
         again = _run(executor, suite, cifake_dir, data_root, tmp_path, name)
         assert not again.computed and len(again.skipped) == 8
@@ -107,7 +116,7 @@ def test_a_ray_worker_killed_mid_job_is_retried_and_every_record_is_written(
 ):
     one_job = suite.with_overrides(detectors="cifake-cnn", seeds=[0])
     killed, stop = [], threading.Event()
-    killer = threading.Thread(target=_kill_once, args=("ray::_ray_job", killed, stop), daemon=True)
+    killer = threading.Thread(target=_kill_once, args=("ray::attempt", killed, stop), daemon=True)
     killer.start()
     try:
         summary = _run(RayExecutor(), one_job, cifake_dir, data_root, tmp_path, "killed")
@@ -131,7 +140,7 @@ def test_dry_run_trains_nothing_and_writes_nothing(suite, cifake_dir, data_root,
     def no_training(*args, **kwargs):
         raise AssertionError("a dry run must not train")
 
-    monkeypatch.setattr(bench.execute, "train_detector", no_training)
+    monkeypatch.setattr(bench.execute, "fit", no_training)
     before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
     warm = runner.dry_run(suite)
     assert len(warm.plan.jobs) == 4 and len(warm.pending) == 4 and not warm.recorded
@@ -145,3 +154,37 @@ def test_dry_run_trains_nothing_and_writes_nothing(suite, cifake_dir, data_root,
     assert "one job at a time, about" in pair.summary() and "with 2 at once" in pair.summary()
     assert not (tmp_path / "results").exists()
     assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
+
+
+def test_executors_are_a_registry_that_the_command_line_offers():
+    assert make_executor("local") == SerialExecutor()
+    assert make_executor("local", ExecutorOptions(parallel=3)) == ProcessExecutor(3)
+    assert make_executor("ray", ExecutorOptions(parallel=2, gpus_per_job=0.5)) == RayExecutor(None, 2, 1, 0.5)
+
+    @register_executor("inline-test")
+    def inline(options: ExecutorOptions) -> SerialExecutor:
+        """Jobs in this process, for a test."""
+        return SerialExecutor()
+
+    try:
+        assert make_executor("inline-test") == SerialExecutor()
+        assert EXECUTORS.description("inline-test") == "Jobs in this process, for a test."
+        with pytest.raises(bench.registry.UnknownPluginError, match="unknown executor 'locall'. Did you mean 'local'"):
+            make_executor("locall")
+    finally:
+        EXECUTORS.unregister("inline-test")
+
+
+def test_an_executor_runs_the_work_it_is_given_and_a_job_that_raises_becomes_a_failure():
+    jobs = [types.SimpleNamespace(key=str(i), label=f"job {i}") for i in range(3)]
+
+    def work(suite, job, data, settings):
+        if job.key == "1":
+            raise ValueError("diverged\nmore detail")
+        return f"ran {job.label} on {data}"
+
+    started = []
+    outcomes = list(SerialExecutor().run(work, None, jobs, "data", None, started.append))
+    assert started == jobs
+    assert outcomes[0] == "ran job 0 on data" and outcomes[2] == "ran job 2 on data"
+    assert outcomes[1] == bench.executors.JobFailure("1", "job 1", "ValueError: diverged")

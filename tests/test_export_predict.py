@@ -18,11 +18,12 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import bench.execute
+import bench.model
 import bench.plan
 import bench.runner
 from bench.audit import pixel_digests
 from bench.cli import main
-from bench.records import load_records
+from bench.records import Record, load_records
 from bench.runner import Runner
 from bench.suite import load_suite
 from bench.training import validation_split
@@ -53,8 +54,8 @@ def suite_file(folder: Path, detectors: str) -> Path:
     return path
 
 
-def only(records: dict[Path, dict], detector: str) -> dict:
-    [record] = [r for r in records.values() if r["detector"] == detector]
+def only(records: dict[Path, Record], detector: str) -> Record:
+    [record] = [r for r in records.values() if r.detector == detector]
     return record
 
 
@@ -70,7 +71,7 @@ def trained(tmp_path_factory, cifake_dir, data_root):
     exported = root / "export" / "cnn.safetensors"
     done = cli("export", "--record", record_path, "--data-dir", data_dir, "--out", exported)
     assert done.code == 0, done.out
-    scores = np.load(root / "trained" / record["scores"]["file"])
+    scores = np.load(root / "trained" / record.scores.file)
     return SimpleNamespace(root=root, data_dir=data_dir, data_root=data_root, suite=suite, record=record,
                            record_path=record_path, weights=exported, scores=scores)
 
@@ -82,7 +83,7 @@ def outside(trained):
     suite = suite_file(trained.root, f"[{{name: cifake-cnn, weights: {trained.weights}, calibrate: [sd14]}}, "
                                      "{name: lenet}]")
     seen: dict = {"calibration": [], "inside": False}
-    evaluate_only, predict_logits = bench.execute._evaluate_only, bench.execute.predict_logits
+    evaluate_only, logits = bench.execute._evaluate_only, bench.model.Detector.logits
     planner = bench.runner.plan
 
     def calibrating(*args, **kwargs):
@@ -95,7 +96,7 @@ def outside(trained):
     def spy(detector, images, *args, **kwargs):
         if seen["inside"]:
             seen["calibration"].append(np.array(images))
-        return predict_logits(detector, images, *args, **kwargs)
+        return logits(detector, images, *args, **kwargs)
 
     def planning(suite, data):
         seen["data"] = data
@@ -103,7 +104,7 @@ def outside(trained):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bench.execute, "_evaluate_only", calibrating)
-        patch.setattr(bench.execute, "predict_logits", spy)
+        patch.setattr(bench.model.Detector, "logits", spy)
         patch.setattr(bench.runner, "plan", planning)
         run = Runner(trained.data_dir, trained.root / "outside", trained.data_root, device="cpu",
                      progress=False).run(load_suite(suite))
@@ -115,16 +116,16 @@ def outside(trained):
 def test_export_writes_the_checkpoint_with_a_model_card_and_a_reproducing_suite(trained):
     record, weights = trained.record, trained.weights
     card = json.loads(weights.with_suffix(".json").read_text())
-    checkpoint = trained.data_dir / "checkpoints" / f"{record['training']['checkpoint']}.safetensors"
+    checkpoint = trained.data_dir / "checkpoints" / f"{record.training.checkpoint}.safetensors"
     stored, exported = load_file(checkpoint), load_file(weights)
     assert stored.keys() == exported.keys() and all(torch.equal(stored[k], exported[k]) for k in stored)
     assert (card["detector"], card["kwargs"], card["seed"]) == ("cifake-cnn", {}, 0)
-    assert card["recipe"] == record["training"]["recipe"] and card["recipe"]["epochs"] == 1
-    assert card["training_set"]["real"]["sources"] == record["train"]["real"]["sources"]
-    assert card["training_set"]["fake"]["sha256"] == record["train"]["fake"]["sha256"]
-    assert card["threshold"]["logit"] == record["threshold"] == record["training"]["threshold"]
-    assert card["validation"] == record["training"]["val"] and card["n_val"] == 200
-    assert card["weights"]["checkpoint_sha256"] == record["training"]["checkpoint_sha256"]
+    assert card["recipe"] == record.training.recipe and card["recipe"]["epochs"] == 1
+    assert card["training_set"] == record.train.model_dump(mode="json", by_alias=True)
+    assert card["training_set"]["fake"]["sha256"] == record.train.fake.sha256
+    assert card["threshold"]["logit"] == record.threshold == record.training.threshold
+    assert card["validation"] == record.training.val and card["n_val"] == 200
+    assert card["weights"]["checkpoint_sha256"] == record.training.checkpoint_sha256
     markdown = weights.with_suffix(".md").read_text()
     assert "# cifake-cnn trained on sd14, seed 0" in markdown and card["reproduce"]["command"] in markdown
     reproduce = load_suite(weights.with_suffix(".suite.yaml"))
@@ -141,15 +142,15 @@ def test_export_writes_the_checkpoint_with_a_model_card_and_a_reproducing_suite(
 
 def test_evaluate_only_scores_are_identical_to_the_training_run(trained, outside):
     cnn, record = outside.cnn, trained.record
-    scores = np.load(outside.folder / cnn["scores"]["file"])
+    scores = np.load(outside.folder / cnn.scores.file)
     assert np.array_equal(scores, trained.scores)
-    assert cnn["threshold"] == record["threshold"]  # the same validation split and rule as training
-    assert cnn["metrics"] == record["metrics"] and cnn["confusion_matrix"] == record["confusion_matrix"]
-    assert cnn["weights"]["sha256"] == json.loads(trained.weights.with_suffix(".json").read_text())["weights"]["sha256"]
-    assert cnn["weights"]["note"].startswith("weights from cnn.safetensors (sha256 ")
-    assert cnn["weights"]["note"].endswith("), not trained here")
-    assert "validation split" in cnn["training"]["threshold_rule"] and cnn["training"]["n_val"] == 200
-    assert cnn["test_images_in_training"] is None and cnn["key"] != record["key"]
+    assert cnn.threshold == record.threshold  # the same validation split and rule as training
+    assert cnn.metrics == record.metrics and cnn.confusion_matrix == record.confusion_matrix
+    assert cnn.weights.sha256 == json.loads(trained.weights.with_suffix(".json").read_text())["weights"]["sha256"]
+    assert cnn.weights.note.startswith("weights from cnn.safetensors (sha256 ")
+    assert cnn.weights.note.endswith("), not trained here")
+    assert "validation split" in cnn.training.threshold_rule and cnn.training.n_val == 200
+    assert cnn.test_images_in_training is None and cnn.key != record.key
     assert len(outside.run.computed) == 2
 
 
@@ -191,12 +192,12 @@ def test_predict_on_image_files_gives_the_run_scores(trained, outside, tmp_path)
     result = json.loads(out.read_text())
     logits = np.array([row["logit"] for row in result["images"]], np.float32)
     assert np.array_equal(logits, trained.scores)
-    assert result["threshold"]["logit"] == trained.record["threshold"] and result["detector"] == "cifake-cnn"
+    assert result["threshold"]["logit"] == trained.record.threshold and result["detector"] == "cifake-cnn"
     rows = pd.read_csv(tmp_path / "scores.csv")
-    assert (rows["verdict"] == np.where(logits >= trained.record["threshold"], "fake", "real")).all()
-    assert result["counts"]["fake"] == int((logits >= trained.record["threshold"]).sum())
+    assert (rows["verdict"] == np.where(logits >= trained.record.threshold, "fake", "real")).all()
+    assert result["counts"]["fake"] == int((logits >= trained.record.threshold).sum())
     assert "400 images scored by cifake-cnn" in done.out and "centre-cropped to its largest square" in done.out
-    for record in (trained.record_path, next(p for p, r in outside.records.items() if r["detector"] == "cifake-cnn")):
+    for record in (trained.record_path, next(p for p, r in outside.records.items() if r.detector == "cifake-cnn")):
         again = tmp_path / "again.json"
         done = cli("predict", folders[1], "--record", record, "--data-dir", trained.data_dir, "--json", again)
         assert done.code == 0, done.out

@@ -86,9 +86,9 @@ def test_dct_cnn_learns_to_detect_stable_diffusion_images(dct_cnn, data):
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_estimators_round_trip_through_safetensors_with_identical_logits(name, fitted, data, tmp_path):
     detector = fitted[name]
-    save_file(detector.state_dict(), tmp_path / "weights.safetensors")
+    save_file(detector.state(), tmp_path / "weights.safetensors")
     loaded = build_detector(name)
-    loaded.load_state_dict(load_file(tmp_path / "weights.safetensors"))
+    loaded.load_state(load_file(tmp_path / "weights.safetensors"))
     assert np.array_equal(loaded.logits(data["test"]), detector.logits(data["test"]))
     features = detector.features(data["test"])  # the arrays score exactly as scikit-learn does
     assert np.array_equal(detector.scorer.predict_proba(features), detector.estimator.predict_proba(features))
@@ -99,9 +99,9 @@ def test_an_estimator_that_cannot_be_stored_without_pickle_is_refused(data):
     with pytest.raises(EstimatorError, match="KNeighborsClassifier cannot be stored without pickle"):
         detector.fit(data["train"][::50], data["train_labels"][::50])
     with pytest.raises(EstimatorError, match="not fitted"):
-        detector.state_dict()
+        detector.state()
     with pytest.raises(EstimatorError, match="no known estimator kind"):
-        detector.load_state_dict({"weights": torch.zeros(3)})
+        detector.load_state({"weights": torch.zeros(3)})
 
 
 def test_random_forest_stores_and_scores_as_before(data):
@@ -112,7 +112,7 @@ def test_random_forest_stores_and_scores_as_before(data):
     detector.fit(images, labels)
     pixels = images.reshape(len(images), -1).astype(np.float32) / 255
     forest = RandomForestClassifier(n_estimators=5, n_jobs=1, random_state=0).fit(pixels, labels)
-    state, expected = detector.state_dict(), forest_arrays(forest)
+    state, expected = detector.state(), forest_arrays(forest)
     assert list(state) == list(expected) and list(state)[:5] == [
         "tree0.children_left", "tree0.children_right", "tree0.feature", "tree0.threshold", "tree0.value"]
     for key, array in expected.items():
@@ -163,11 +163,10 @@ def test_cnnspot_is_resnet50_with_the_blur_and_jpeg_recipe():
 def test_a_suite_scores_the_estimators_with_attacks_and_attributions_not_applicable(cifake_dir, data_root, tmp_path):
     (tmp_path / "field.yaml").write_text(textwrap.dedent(SUITE))
     runner = Runner(cifake_dir, tmp_path / "results", data_root, device="cpu", progress=False)
-    records = {(r["detector"], r["perturbation"]["name"]): r
-               for r in runner.run(load_suite(tmp_path / "field.yaml")).records}
+    records = {(r.detector, r.perturbation.name): r for r in runner.run(load_suite(tmp_path / "field.yaml")).records}
     for name in ESTIMATORS:
         clean, attacked = records[name, "clean"], records[name, "fgsm"]
-        assert clean["metrics"]["roc_auc"]["value"] > 0.6, name  # 400 training images per class
-        assert "not differentiable" in attacked["not_applicable"] and attacked["metrics"] == {}
-        assert "differentiable" in clean["attribution"]["not_applicable"]
-        assert clean["training"]["recipe"] == Recipe(epochs=1, augment=()).model_dump(mode="json")
+        assert clean.metrics["roc_auc"].value > 0.6, name  # 400 training images per class
+        assert "not differentiable" in attacked.not_applicable and attacked.metrics == {}
+        assert "differentiable" in clean.attribution.not_applicable
+        assert clean.training.recipe == Recipe(epochs=1, augment=()).model_dump(mode="json")

@@ -324,30 +324,30 @@ def test_a_suite_generates_its_sources_and_trains_on_several_fakes(cifake_dir, t
     summary = Runner(cache, tmp_path / "results", device="cpu", progress=False).run(
         Suite.model_validate(SUITE_WITH_GENERATORS))
     assert fits == ["DCGAN"]  # one model serves the train and the test source
-    cells = {(r["train"]["name"], r["test"]["name"]): r for r in summary.records}
+    cells = {(r.train.name, r.test.name): r for r in summary.records}
     assert set(cells) == {(t, f) for t in ("sd14", "sd14+dcgan", "which-source")
                           for f in ("cifake-sd14-test", "dcgan-test")}
-    mixed = cells[("sd14+dcgan", "dcgan-test")]["train"]["fake"]["sources"]
+    mixed = cells[("sd14+dcgan", "dcgan-test")].train.fake.sources
     # the limit of 400 fakes is shared equally between the two sources
-    assert [(s["name"], s["drawn"]) for s in mixed] == [("cifake-sd14-train", 200), ("dcgan-train", 200)]
-    assert mixed[1]["encoded"] == "re-encoded as JPEG q75 4:2:0"  # lossless fakes get the reals' encoding
-    assert mixed[0]["encoded"] == "as stored (already JPEG q75 4:2:0)"
-    tested = cells[("sd14", "dcgan-test")]["test"]["fake"]
-    assert 0 < tested["count"] == 60 - tested["removed_duplicates"]  # repeats, and copies of training fakes, dropped
-    assert tested["sources"][0]["encoded"].startswith("re-encoded")
+    assert [(s.name, s.drawn) for s in mixed] == [("cifake-sd14-train", 200), ("dcgan-train", 200)]
+    assert mixed[1].encoded == "re-encoded as JPEG q75 4:2:0"  # lossless fakes get the reals' encoding
+    assert mixed[0].encoded == "as stored (already JPEG q75 4:2:0)"
+    tested = cells[("sd14", "dcgan-test")].test.fake
+    assert 0 < tested.count == 60 - tested.removed_duplicates  # repeats, and copies of training fakes, dropped
+    assert tested.sources[0].encoded.startswith("re-encoded")
     markdown = summary.leaderboard["markdown"].read_text()
     assert "## Cross-source matrix" in markdown and "## Source attribution" in markdown
     page = (tmp_path / "results" / "leaderboard.html").read_text()
     assert "Source attribution: lenet trained on which-source (seed 0)" in page and "<td>dcgan-test</td>" in page
-    assert "source_attribution" not in cells[("sd14+dcgan", "dcgan-test")]
+    assert cells[("sd14+dcgan", "dcgan-test")].source_attribution is None
     attributed = cells[("which-source", "dcgan-test")]
-    assert attributed["source_attribution"]["classes"] == ["real", "cifake-sd14-train", "dcgan-train"]
-    dcgan = attributed["source_attribution"]["predicted"]["dcgan-test"]
-    assert sum(dcgan.values()) == attributed["n_fake"]
-    assert dcgan["dcgan-train"] / attributed["n_fake"] > 0.8  # the DCGAN's images are told apart from SD's
-    real = attributed["source_attribution"]["predicted"]["real"]
-    assert sum(real.values()) == attributed["n_real"] and real["real"] > real["dcgan-train"]
-    assert attributed["training"]["val"]["source_accuracy"] > 0.5
+    assert attributed.source_attribution.classes == ["real", "cifake-sd14-train", "dcgan-train"]
+    dcgan = attributed.source_attribution.predicted["dcgan-test"]
+    assert sum(dcgan.values()) == attributed.n_fake
+    assert dcgan["dcgan-train"] / attributed.n_fake > 0.8  # the DCGAN's images are told apart from SD's
+    real = attributed.source_attribution.predicted["real"]
+    assert sum(real.values()) == attributed.n_real and real["real"] > real["dcgan-train"]
+    assert attributed.training.val["source_accuracy"] > 0.5
 
 
 def test_a_dry_run_estimates_generation_without_writing(cifake_dir, data_root, tmp_path, fits):

@@ -1,4 +1,5 @@
-"""The HTML leaderboard, rendered from the published smoke records and opened in headless Chromium."""
+"""The HTML leaderboard, rendered from the published smoke records (and synthetic ones) and opened in headless
+Chromium."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from synthetic import CLEAN, JPEG, write_results
 
-from bench.cli import main
+from bench.leaderboard import write_leaderboard
+from bench.leaderboard_html import inside_link, render_html
+from bench.leaderboard_model import build_leaderboard
+from bench.records import load_records, read_record
 
 PUBLISHED = Path(__file__).resolve().parent / "fixtures" / "smoke-v1" / "records"  # schema-1 records, no score files
 
@@ -74,11 +78,11 @@ def chromium(profile: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """A results folder holding the published smoke records, rendered with `bench leaderboard render`."""
+    """A results folder holding the published smoke records, rendered (as `bench leaderboard render` renders)."""
     folder = tmp_path_factory.mktemp("board")
     shutil.copytree(PUBLISHED, folder / "records")
-    result = CliRunner().invoke(main, ["leaderboard", "render", str(folder)])
-    assert result.exit_code == 0, result.output
+    records = list(load_records(folder).values())
+    write_leaderboard(records, folder, records[0].suite, (records[0].suite_config or {}).get("description", ""))
     return folder, [json.loads(p.read_text()) for p in sorted((folder / "records").glob("*.json"))]
 
 
@@ -125,37 +129,54 @@ def test_page_renders_sorts_and_shows_figures_in_headless_chromium(board, tmp_pa
     picture = tmp_path / "leaderboard.png"
     chromium(tmp_path / "profile", f"--screenshot={picture}", "--window-size=1400,1800", url)
     assert picture.read_bytes().startswith(b"\x89PNG")
-    assert page_width(tmp_path, url, 1400) == 1400  # wide tables scroll inside their containers, not the page
+    assert page_width(tmp_path, url, 1400) == (1400, 0)  # no sideways scrolling, of the page or of a table
 
 
-def page_width(tmp_path: Path, url: str, width: int) -> int:
-    """How wide the page at ``url`` lays out in a frame ``width`` pixels wide: its scroll width, or ``width`` when
-    that fits the frame (the frame's vertical scroll bar aside)."""
+def page_width(tmp_path: Path, url: str, width: int) -> tuple[int, int]:
+    """How wide the page at ``url`` lays out in a frame ``width`` pixels wide: its scroll width (``width`` when that
+    fits the frame, its vertical scroll bar aside), and by how many pixels the widest table overflows its container
+    (0: no table scrolls sideways)."""
     frame = tmp_path / "frame.html"
     frame.write_text(f"""<!DOCTYPE html><title>pending</title><body style="margin:0">
 <iframe id="page" src="{url}" style="width:{width}px;height:900px;border:0"></iframe>
 <script>document.getElementById("page").addEventListener("load", function () {{
-  var root = this.contentDocument.documentElement;
-  document.title = "width " + (root.scrollWidth > root.clientWidth ? root.scrollWidth : {width});
+  var page = this.contentDocument, root = page.documentElement, overflow = 0;
+  page.querySelectorAll(".scroll").forEach(function (box) {{
+    overflow = Math.max(overflow, box.scrollWidth - box.clientWidth);
+  }});
+  document.title = "width " + (root.scrollWidth > root.clientWidth ? root.scrollWidth : {width}) + " " + overflow;
 }});</script>""")
     dom = chromium(tmp_path / "profile", "--allow-file-access-from-files", "--dump-dom", frame.as_uri())
-    return int(re.search(r"<title>width (\d+)</title>", dom).group(1))
+    found = re.search(r"<title>width (\d+) (\d+)</title>", dom)
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_the_page_has_every_section_of_the_markdown_and_fits_1400_pixels(tmp_path):
+    """Three seeds, a perturbation, a cross-source matrix and long detector names: the widest tables there are."""
+    folder = tmp_path / "results"
+    write_results(folder, {"a-detector-with-a-long-name": 2.0, "another-detector-with-a-long-name": 1.0, "c": 1.5},
+                  trains=("sd14", "ddpm"), tests=("sd14-test", "ddpm-test"), perturbations=(CLEAN, JPEG), n_boot=50)
+    paths = write_leaderboard(list(load_records(folder).values()), folder, "wide", "The widest tables.")
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    headings = [line[3:] for line in markdown.splitlines() if line.startswith("## ") and line != "## Every cell"]
+    assert {"Cross-source matrix", "Which detector is better", "Robustness"} <= set(headings)
+    for heading in headings:
+        assert f"<h2>{heading}" in page, heading
+    assert "Hyperparameter budget" in page and "<strong>Headline.</strong>" in page and "Threshold" in page
+    assert page_width(tmp_path, paths["html"].as_uri(), 1400) == (1400, 0)
 
 
 ATTRIBUTION_RECORDS = Path(__file__).resolve().parent / "fixtures" / "attribution-v1" / "records"
 
 
 def test_paths_read_from_records_link_only_inside_the_results_folder(tmp_path):
-    from bench.html import inside_link, render_html
-    from bench.leaderboard import build_leaderboard
-
-    records = [json.loads(p.read_text()) for p in sorted(ATTRIBUTION_RECORDS.glob("*.json"))]
+    records = [read_record(p) for p in sorted(ATTRIBUTION_RECORDS.glob("*.json"))]
     hostile = ["javascript:alert(1)", "/etc/passwd", "../x.png"]
-    for record, figure in zip(records, hostile, strict=True):
-        record["attribution"]["figure"] = figure
-    page = render_html(build_leaderboard(records, tmp_path), tmp_path, "hostile")
+    records = [r.model_copy(update={"attribution": r.attribution.model_copy(update={"figure": figure})})
+               for r, figure in zip(records, hostile, strict=True)]
+    page = render_html(build_leaderboard(records, tmp_path), "hostile")
     hrefs = re.findall(r'href="([^"]*)"', page)
-    assert {f"records/{r['key']}.json" for r in records} <= set(hrefs)  # the record links are still there
+    assert {f"records/{r.key}.json" for r in records} <= set(hrefs)  # the record links are still there
     assert all(inside_link(href) == href for href in hrefs)
     assert not any(figure in href for figure in hostile for href in hrefs)
     assert inside_link("figures/a b+c.png") == "figures/a%20b%2Bc.png"

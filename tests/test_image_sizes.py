@@ -3,7 +3,6 @@ folder imports at its own size, and every record says how images reached the det
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 
 import numpy as np
@@ -58,30 +57,28 @@ bootstrap: 20
 """
 
 
-def test_a_64_pixel_source_is_scored_by_detectors_at_32_and_at_64(cifake, cifake_dir, tmp_path):
+def test_a_64_pixel_source_is_scored_by_detectors_at_32_and_at_64(cifake, cifake_cache, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     for name, source in (("real-64", "cifake-real-test"), ("sd14-64", "cifake-sd14-test")):
         np.savez(root / f"{name}.npz", images=_upsampled(cifake.load(source).images[:150]))
     (tmp_path / "sizes.yaml").write_text(textwrap.dedent(SUITE))
     suite = load_suite(tmp_path / "sizes.yaml")
-    cache = tmp_path / "cache"
-    shutil.copytree(cifake_dir, cache)
 
-    summary = Runner(cache, tmp_path / "results", root, device="cpu", progress=False).run(suite)
-    by_detector = {r["detector"]: r for r in summary.records}
-    assert by_detector["lenet"]["input"] == {
+    summary = Runner(cifake_cache, tmp_path / "results", root, device="cpu", progress=False).run(suite)
+    by_detector = {r.detector: r for r in summary.records}
+    assert by_detector["lenet"].input.model_dump() == {
         "size": 32, "adapted": {"real": {"from": 64, "to": 32, "method": "resize"},
                                 "fake": {"from": 64, "to": 32, "method": "resize"}}}
-    assert by_detector["pooled-64"]["input"] == {"size": 64, "adapted": {"real": None, "fake": None}}
+    assert by_detector["pooled-64"].input.model_dump() == {"size": 64, "adapted": {"real": None, "fake": None}}
     for record in summary.records:
-        assert record["n_real"] == record["n_fake"] == 150
-        assert record["metrics"]["roc_auc"]["value"] > 0.5  # it learned something that survives the resize
+        assert record.n_real == record.n_fake == 150
+        assert record.metrics["roc_auc"].value > 0.5  # it learned something that survives the resize
 
     cropped = suite.model_copy(update={"input_size": "center-crop"})
-    runner = Runner(cache, tmp_path / "cropped", root, device="cpu", progress=False)
+    runner = Runner(cifake_cache, tmp_path / "cropped", root, device="cpu", progress=False)
     keys = {c.key for c in runner.plan(cropped.with_overrides(detectors="lenet"))[0].cells}
-    assert keys.isdisjoint(r["key"] for r in summary.records)  # how images are adapted is part of the key
+    assert keys.isdisjoint(r.key for r in summary.records)  # how images are adapted is part of the key
     with pytest.raises(PlanError, match="cannot centre-crop 32x32"):  # pooled-64's 32x32 training images
         runner.plan(cropped)
 

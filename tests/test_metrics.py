@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from synthetic import CLEAN, write_results
 
 import bench.metrics
+from bench.leaderboard import write_leaderboard
 from bench.metrics import (
     METRICS,
+    REGISTRY,
+    Accuracy,
+    Proportion,
     Ranking,
     bootstrap_intervals,
     bootstrap_samples,
     choose_threshold,
     count_metrics,
     evaluate,
+    metric_named,
     metrics_from_counts,
     point_metrics,
+    register,
     resampled_counts,
     stratified_draws,
+    unregister,
     wilson_interval,
 )
+from bench.records import load_records
 from bench.training import predict_logits
 
 # 4 reals, 4 fakes. Scores: reals 0.1 0.4 0.35 0.8 ; fakes 0.9 0.6 0.3 0.7 ; threshold 0.5
@@ -107,6 +125,35 @@ def test_evaluation_needs_both_classes():
         evaluate(np.zeros(4), np.zeros(4), 0.5)
 
 
+def scikit_learn_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every metric of METRICS as scikit-learn computes it: the reference of the registry's declarations."""
+    predicted = (np.asarray(scores, np.float64) >= threshold).astype(int)
+    return {
+        "accuracy": accuracy_score(labels, predicted),
+        "precision": precision_score(labels, predicted, zero_division=0),
+        "recall": recall_score(labels, predicted, zero_division=0),
+        "f1": f1_score(labels, predicted, zero_division=0),
+        "roc_auc": roc_auc_score(labels, scores),
+        "average_precision": average_precision_score(labels, scores),
+        "accuracy_real": accuracy_score(labels[labels == 0], predicted[labels == 0]),
+        "accuracy_fake": accuracy_score(labels[labels == 1], predicted[labels == 1]),
+        "balanced_accuracy": balanced_accuracy_score(labels, predicted),
+    }
+
+
+def test_point_metrics_equal_scikit_learns():
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.zeros(300, int), np.ones(200, int)]
+    scores = np.round(rng.normal(labels, 1.0), 1).astype(np.float32)  # with ties
+    for threshold in (-1.0, 0.5, 9.0):
+        assert point_metrics(labels, scores, threshold) == pytest.approx(
+            scikit_learn_metrics(labels, scores, threshold), abs=1e-12, rel=0)
+    one_class = point_metrics(np.zeros(5, int), scores[:5], 0.5)  # undefined: NaN, or 0 as scikit-learn's
+    assert np.isnan([one_class[name] for name in ("roc_auc", "average_precision", "accuracy_fake",
+                                                  "balanced_accuracy")]).all()
+    assert one_class["precision"] == one_class["recall"] == one_class["f1"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def cnn_scores(cifake, trained_cnn):
     """The trained CNN's fake logits on 1,000 real + 1,000 fake CIFAKE test images, and its threshold."""
@@ -128,7 +175,7 @@ def test_every_resample_matches_scikit_learn_on_real_scores(cnn_scores, ties):
     resampled = metrics_from_counts(ranking.values, *resampled_counts(ranking, real, fake), threshold)
     for row in range(len(real)):
         images = np.r_[reals[real[row]], fakes[fake[row]]]
-        expected = point_metrics(labels[images], scores[images], threshold)
+        expected = scikit_learn_metrics(labels[images], scores[images], threshold)
         for name in METRICS:
             assert resampled[name][row] == pytest.approx(expected[name], abs=1e-12, rel=0), (name, row)
     if ties == "all-equal":
@@ -143,7 +190,7 @@ def test_evaluate_on_real_scores_reports_balanced_accuracy_and_bootstrap_interva
     for name, metric in metrics.items():
         assert metric["interval"] == "bootstrap-percentile"
         assert metric["ci"][0] <= metric["value"] <= metric["ci"][1], name
-    assert metrics["roc_auc"]["value"] == roc_auc_score(labels, scores)
+    assert metrics["roc_auc"]["value"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12, rel=0)
     balanced = (metrics["accuracy_real"]["value"] + metrics["accuracy_fake"]["value"]) / 2
     assert metrics["balanced_accuracy"]["value"] == pytest.approx(balanced)
 
@@ -208,3 +255,49 @@ def test_point_metrics_compare_scores_with_the_threshold_as_float64_like_the_boo
     counted = metrics_from_counts(ranking.values, *resampled_counts(ranking, np.arange(2)[None], np.arange(2)[None]),
                                   threshold)
     assert {name: counted[name][0] for name in METRICS} == pytest.approx(point)
+
+
+def test_every_declared_metric_says_what_reports_need():
+    assert list(METRICS) == ["accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "accuracy_real",
+                             "accuracy_fake", "balanced_accuracy"]  # the column order of every published CSV
+    for name, declared in REGISTRY.items():
+        assert declared.name == name and declared.label and type(declared).__doc__, name
+    assert REGISTRY["evasion_rate"].higher_is_better is False and "evasion_rate" not in METRICS
+    assert [name for name, m in REGISTRY.items() if m.flags_below_chance] == ["roc_auc"]
+    assert REGISTRY["roc_auc"].below_chance(0.45, 0.49) and not REGISTRY["roc_auc"].below_chance(0.45, 0.51)
+    assert REGISTRY["average_precision"].chance_level(300, 100) == 0.25
+    with pytest.raises(KeyError, match="unknown metric 'auc': choose from accuracy, precision"):
+        metric_named("auc")
+    with pytest.raises(ValueError, match="declared twice"):
+        register(type("Again", (Accuracy,), {}))
+
+
+def test_a_declared_metric_flows_into_the_bootstrap_records_and_the_rendered_leaderboard(tmp_path):
+    @register
+    class Specificity(Proportion):
+        """Share of the reals called real (as accuracy_real: here to check that a declaration is all it takes)."""
+
+        name, label, column = "specificity", "Spec", 9
+
+        def proportion(self, c):
+            return c.tn, c.tn + c.fp
+
+    try:
+        write_results(tmp_path, perturbations=(CLEAN,), n_boot=50)
+        records = list(load_records(tmp_path).values())
+        assert all(r.metrics["specificity"] == r.metrics["accuracy_real"] for r in records)  # evaluate() and records
+        paths = write_leaderboard(records, tmp_path, "a new metric")
+        cells = pd.read_csv(paths["csv"])
+        for suffix in ("", "_ci_low", "_ci_high", "_std"):
+            assert cells[f"specificity{suffix}"].tolist() == pytest.approx(cells[f"accuracy_real{suffix}"].tolist())
+        every = paths["markdown"].read_text().split("## Every cell")[1]
+        header = next(line for line in every.splitlines() if line.startswith("| Detector"))
+        columns = [c.strip() for c in header.strip("|").split("|")]
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in every.splitlines()
+                if line.startswith("| a ") or line.startswith("| b ")]
+        assert "Spec" in columns and rows
+        assert all(row[columns.index("Spec")] == row[columns.index("Acc real")] for row in rows)
+        assert 'data-key="specificity"' in paths["html"].read_text()
+    finally:
+        unregister("specificity")
+    assert "specificity" not in METRICS

@@ -3,12 +3,14 @@ was found by its name only, so another data root's folder was silently ignored).
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 
 import pytest
 
 import bench.importers
+from bench.importer import SourceSpec
 from bench.prepare import Preparer, survey
 from bench.suite import load_suite
 
@@ -70,3 +72,13 @@ def test_a_damaged_previous_copy_is_imported_again(roots, data_root):
 
 def _no_import(*args, **kwargs):
     raise AssertionError("the kept copy should have been used")
+
+
+def test_importing_a_source_says_what_it_does_and_how_long_it_took(data_root, tmp_path):
+    lines: list[str] = []
+    specs = {"ddpm": SourceSpec(importer="folder", label="fake", path="ddpm-cifar10/FAKE")}
+    Preparer(tmp_path / "cache", data_root, report=lines.append).source("ddpm", specs)
+    assert lines[0] == "source ddpm: import (folder, 129 images)"
+    assert re.fullmatch(r"source ddpm: 129 images in \d+ s", lines[1])
+    Preparer(tmp_path / "cache", data_root, report=lines.append).source("ddpm", specs)  # cached: nothing to say
+    assert len(lines) == 2

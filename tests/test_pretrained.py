@@ -92,8 +92,8 @@ def test_frozen_backbone_trains_only_the_head_and_adapted_layers(name, kwargs, t
 def test_training_leaves_a_frozen_backbone_unchanged():
     detector = build_detector("resnet50", freeze_backbone=True)
     before = {n: p.clone() for n, p in detector.model.named_parameters()}
-    images = np.random.default_rng(0).integers(0, 256, (64, 3, 32, 32), dtype=np.uint8)
-    train_detector(detector, images, np.r_[np.zeros(32, int), np.ones(32, int)], Recipe(epochs=1, batch_size=16),
+    images = np.random.default_rng(0).integers(0, 256, (32, 3, 32, 32), dtype=np.uint8)
+    train_detector(detector, images, np.r_[np.zeros(16, int), np.ones(16, int)], Recipe(epochs=1, batch_size=16),
                    seed=0, device=torch.device("cpu"), progress=False)
     changed = {n for n, p in detector.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed == {"fc.weight", "fc.bias"}

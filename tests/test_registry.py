@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,16 @@ def test_a_factory_without_num_classes_cannot_attribute_sources(monkeypatch):
     monkeypatch.setattr(DETECTORS, "get", lambda name: spec)  # not registered: other tests list the registry
     with pytest.raises(ValueError, match="takes no 'num_classes'"):
         build_detector("one-logit", classes=("real", "a", "b"))
+
+
+def test_a_perturbation_entry_point_without_a_declared_cost_is_refused(caplog):
+    """A bare function named by an entry point is not registered: an attack could come in costing nothing."""
+    entry_point = types.SimpleNamespace(name="bare-attack", value="their_package:attack",
+                                        load=lambda: lambda images, labels, detector, generator: images)
+    PERTURBATIONS.load()
+    try:
+        PERTURBATIONS._load_entry_point(entry_point)
+        assert "bare-attack" not in PERTURBATIONS
+        assert "register_perturbation(name, gradient_steps=...)" in PERTURBATIONS.broken["bare-attack"]
+    finally:
+        PERTURBATIONS.broken.pop("bare-attack", None)

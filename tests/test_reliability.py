@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
+from synthetic import CLEAN, logits, measured, write_results
 from torch import nn
 
 import bench.execute
@@ -35,17 +36,30 @@ import bench.executors
 import bench.publish
 import bench.runner
 from bench.cli import main
+from bench.decoding import ImageFileError, decode_all, decode_image
 from bench.detector import DETECTORS, DetectorSpec
 from bench.executors import JobFailure, ProcessExecutor, RayExecutor
 from bench.files import NotWritableError
-from bench.importers import IMPORTERS, ImageFileError, ImportContext, decode_all, decode_image, import_folder
+from bench.importer import IMPORTERS, ImportContext
+from bench.importers import import_folder
+from bench.integrity import check_records
 from bench.plan import PlanError
-from bench.records import RecordError
+from bench.publish import Publisher
+from bench.records import (
+    SCHEMA_VERSION,
+    Metric,
+    Record,
+    RecordError,
+    load_records,
+    parse_record,
+    unique_cells,
+)
 from bench.runner import Runner
 from bench.sources import SourceError, SourceStore
 from bench.suite import SuiteError, load_suite
 from bench.verify import DEFAULT_TOLERANCE, _Tolerances
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PARTS = {"real-train": ("train/REAL/", "real", "train", 120), "fake-train": ("train/FAKE/", "fake", "train", 120),
          "real-test": ("test/REAL/", "real", "test", 60), "fake-test": ("test/FAKE/", "fake", "test", 60)}
 SUITE = """
@@ -157,6 +171,13 @@ def results(published, tmp_path) -> Path:
     return shutil.copytree(published, tmp_path / "results")
 
 
+@pytest.fixture
+def synthetic(tmp_path) -> Path:
+    """A results folder of synthetic records (LeNet, one seed, clean) with their score files: nothing trained."""
+    write_results(tmp_path / "synthetic", ["lenet"], seeds=(0,), perturbations=(CLEAN,))
+    return tmp_path / "synthetic"
+
+
 def edit(path: Path, change) -> None:
     record = json.loads(path.read_text())
     change(record)
@@ -175,43 +196,45 @@ def unescaped_pipes(line: str) -> int:
     return len(re.findall(r"(?<!\\)\|", line))
 
 
-def test_user_strings_cannot_bend_the_markdown_leaderboard(results):
+def test_user_strings_cannot_bend_the_markdown_leaderboard(synthetic):
     hostile = "sd|14 <script>alert(1)</script> `x` \\"
-    for path in (results / "records").glob("*.json"):
+    for path in (synthetic / "records").glob("*.json"):
         edit(path, lambda r: (r["train"].update(name=hostile), r["suite_config"].update(
             description="<img src=x onerror=alert(1)> | `code` [link](javascript:alert(1))")))
-    result = bench_cli("leaderboard", "render", results)
+    result = bench_cli("leaderboard", "render", synthetic)
     assert result.exit_code == 0, result.output
-    markdown = (results / "leaderboard.md").read_text()
+    markdown = (synthetic / "leaderboard.md").read_text()
     assert "<script>" not in markdown and "<img" not in markdown and "&lt;img src=x" in markdown
     assert "sd\\|14 &lt;script&gt;" in markdown
     assert any(line.startswith("| lenet") for line in markdown.splitlines())
     for block in re.split(r"\n(?!\|)", markdown):  # each table: every row has as many cells as its header
         rows = [line for line in block.splitlines() if line.startswith("|")]
         assert len({unescaped_pipes(row) for row in rows}) <= 1, rows
-    csv = pd.read_csv(results / "leaderboard.csv")
+    csv = pd.read_csv(synthetic / "leaderboard.csv")
     assert csv["trained_on"].iloc[0] == hostile  # the data files keep the name as it is
 
 
 # ---- 2. records that cannot lie ----------------------------------------------------------------------------------
 
 
-def test_a_hand_edited_record_is_refused_by_render_diff_and_verify_naming_file_and_field(results, published, cache):
-    [path] = (results / "records").glob("*.json")
+def test_a_hand_edited_record_is_refused_by_render_diff_and_verify_naming_file_and_field(synthetic, tmp_path):
+    published = shutil.copytree(synthetic, tmp_path / "published")
+    [path] = (synthetic / "records").glob("*.json")
     edit(path, lambda r: r["metrics"]["roc_auc"].update(value=0.99))
-    for result in (bench_cli("leaderboard", "render", results),
-                   bench_cli("leaderboard", "diff", published, results),
-                   bench_cli("verify", results, "--data-dir", cache, "--device", "cpu", "--no-progress")):
+    for result in (bench_cli("leaderboard", "render", synthetic),
+                   bench_cli("leaderboard", "diff", published, synthetic),
+                   bench_cli("verify", synthetic, "--data-dir", tmp_path / "cache", "--device", "cpu",
+                             "--no-progress")):
         line = one_line_error(result)
         assert path.name in line and "metrics.roc_auc.value is 0.99 but its score file gives" in line
 
 
-def test_a_score_file_that_is_not_the_records_is_refused(results):
-    [scores] = (results / "scores").glob("*.npy")
+def test_a_score_file_that_is_not_the_records_is_refused(synthetic):
+    [scores] = (synthetic / "scores").glob("*.npy")
     values = np.load(scores)
     values[0] += 1
     np.save(scores, values)
-    line = one_line_error(bench_cli("leaderboard", "render", results))
+    line = one_line_error(bench_cli("leaderboard", "render", synthetic))
     assert "scores.sha256" in line and scores.name in line
 
 
@@ -223,9 +246,59 @@ def test_a_run_refuses_to_republish_an_edited_record(results, published, tmp_pat
     assert path.name in line and "metrics.accuracy.value" in line
 
 
-def tolerance_record(seed: int, accuracy: float) -> dict:
-    return {"detector": "lenet", "detector_kwargs": {}, "train": {"name": "sd14"}, "test": {"name": "fake-test"},
-            "perturbation": {"label": "clean"}, "seed": seed, "metrics": {"accuracy": {"value": accuracy}}}
+def test_a_job_whose_measurements_make_no_valid_record_fails_in_one_line_naming_the_field(cache, tmp_path,
+                                                                                          monkeypatch):
+    evaluate = bench.execute.evaluate
+
+    def made_up_field(*args, **kwargs):
+        result = evaluate(*args, **kwargs)
+        result["metrics"]["roc_auc"]["made_up"] = 1.0
+        return result
+
+    monkeypatch.setattr(bench.execute, "evaluate", made_up_field)
+    results = tmp_path / "results"
+    result = run_cli(suite_file(tmp_path), cache, results)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("failed: lenet")]
+    assert "what it measured does not make a valid record (Record metrics.roc_auc.made_up: Extra inputs" in line
+    assert not list((results / "records").glob("*.json"))  # refused when built, never written
+
+
+def test_records_of_every_schema_version_are_read_as_the_current_model(tmp_path):
+    v1 = load_records(FIXTURES / "smoke-v1")
+    assert {r.schema_version for r in v1.values()} == {1} and all(r.training.trained_here for r in v1.values())
+    assert all(r.scores is None and r.input is None for r in v1.values())  # what version 1 did not record
+    current = measured("lenet", 0, logits("lenet", 0), evaluate_only=True)
+    assert current.schema_version == SCHEMA_VERSION and not current.training.trained_here
+    stored = json.loads(current.model_dump_json())  # as version 2 wrote a detector trained elsewhere:
+    stored |= {"schema_version": 2, "training": stored["training"] | {"trained_on": {
+        "device": "not trained here", "gpu": "weights from lenet.safetensors"}}}
+    upgraded = parse_record(stored, "v2.json")
+    assert upgraded.schema_version == 2 and upgraded.training.trained_on is None
+    assert upgraded.model_dump(exclude={"schema_version"}) == current.model_dump(exclude={"schema_version"})
+    with pytest.raises(RecordError, match=r"^record v4.json has schema_version 4, which this bench cannot read"):
+        parse_record(stored | {"schema_version": 4}, "v4.json")
+    with pytest.raises(RecordError, match=r"^record bad.json is not a valid record \(training.threshold: Input "
+                       r"should be a valid number.*\): delete it"):
+        parse_record(stored | {"training": stored["training"] | {"threshold": "high"}}, "bad.json")
+
+
+def test_a_cell_measured_again_under_a_new_key_moves_its_old_record_aside(tmp_path):
+    folder = tmp_path / "results"
+    [(path, old)] = write_results(folder, ["lenet"], seeds=(0,), perturbations=(CLEAN,)).items()
+    key = "0" * 64  # e.g. after the detector's code changed
+    again = old.model_copy(update={"key": key, "scores": old.scores.model_copy(update={"file": f"scores/{key}.npy"})})
+    Publisher(folder).write_cell(again, np.load(folder / old.scores.file))
+    records = load_records(folder)
+    assert list(unique_cells(records)) == [old.identity] and check_records(records) == 1  # one record per cell
+    assert not path.exists() and (folder / "scores" / f"{key}.npy").is_file()
+    assert sorted(p.name for p in (folder / "records" / "superseded").iterdir()) == [f"{old.key}.json",
+                                                                                      f"{old.key}.npy"]
+
+
+def tolerance_record(seed: int, accuracy: float) -> Record:
+    return measured("lenet", seed, logits("lenet", seed)).model_copy(
+        update={"metrics": {"accuracy": Metric(value=accuracy)}})
 
 
 def test_verify_takes_no_tolerance_from_the_record_under_test():
@@ -286,7 +359,7 @@ def test_under_parallel_2_the_job_beside_a_diverging_one_is_kept(cache, tmp_path
     [failure] = summary.failed
     assert isinstance(failure, JobFailure) and failure.label == "lenet on sd14, seed 0"
     assert failure.reason.startswith("DivergedError: training diverged: validation loss")
-    assert [r["detector"] for r in summary.records] == ["cifake-cnn"]
+    assert [r.detector for r in summary.records] == ["cifake-cnn"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -465,15 +538,17 @@ def fake_ray(crashes: int) -> types.ModuleType:
 
 def test_a_ray_worker_death_is_retried_and_logged(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "ray", fake_ray(crashes=1))
-    monkeypatch.setattr(bench.executors, "run_job", lambda suite, job, data, settings: f"ran {job.label}")
+    def work(suite, job, data, settings):
+        return f"ran {job.label}"
+
     job = types.SimpleNamespace(key="k", label="lenet on sd14, seed 0")
     settings = bench.execute.Settings(Path("."))
     with caplog.at_level(logging.WARNING, logger="bench.executors"):
-        outcomes = list(RayExecutor().run(None, [job], "data", settings))
+        outcomes = list(RayExecutor().run(work, None, [job], "data", settings))
     assert outcomes == ["ran lenet on sd14, seed 0"]
     assert "job lenet on sd14, seed 0: its Ray worker died; running it again" in caplog.text
     monkeypatch.setitem(sys.modules, "ray", fake_ray(crashes=9))
-    [failure] = RayExecutor(retries=1).run(None, [job], "data", settings)
+    [failure] = RayExecutor(retries=1).run(work, None, [job], "data", settings)
     assert isinstance(failure, JobFailure) and "its Ray worker died 2 times" in failure.reason
 
 

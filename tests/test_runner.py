@@ -8,9 +8,11 @@ import textwrap
 
 import pandas as pd
 import pytest
+import torch
 
-import bench.execute
-import bench.executors
+import bench.estimate
+import bench.runner
+import bench.training
 from bench.runner import Runner
 from bench.suite import Suite, load_suite
 
@@ -61,12 +63,12 @@ def test_run_writes_records_and_a_leaderboard_then_resumes_without_recomputing(
     assert len(record["training"]["grid"]) == 2  # both learning rates trained, the better one on validation kept
     assert record["training"]["n_val"] == 60
     assert record["test_images_in_training"] == {"real": 0, "fake": 0}  # the suite deduplicates
-    by_test = {(r["test"]["name"], r["perturbation"]["label"]): r for r in first.records}
-    assert by_test[("ddpm-cifar10", "clean")]["n_fake"] == 129
-    assert by_test[("cifake-sd14-test", "clean")]["n_fake"] == 200
+    by_test = {(r.test.name, r.perturbation.label): r for r in first.records}
+    assert by_test[("ddpm-cifar10", "clean")].n_fake == 129
+    assert by_test[("cifake-sd14-test", "clean")].n_fake == 200
     # the reals are shared by both test pairs, scored once
-    assert by_test[("ddpm-cifar10", "clean")]["metrics"]["accuracy_real"]["value"] == (
-        by_test[("cifake-sd14-test", "clean")]["metrics"]["accuracy_real"]["value"]
+    assert by_test[("ddpm-cifar10", "clean")].metrics["accuracy_real"].value == (
+        by_test[("cifake-sd14-test", "clean")].metrics["accuracy_real"].value
     )
     markdown = first.leaderboard["markdown"].read_text()
     assert "tested on ddpm-cifar10 (200 real vs 129 fake)" in markdown
@@ -76,8 +78,8 @@ def test_run_writes_records_and_a_leaderboard_then_resumes_without_recomputing(
     def no_training(*args, **kwargs):
         raise AssertionError("a resumed run must not train")
 
-    monkeypatch.setattr(bench.execute, "train_detector", no_training)
-    monkeypatch.setattr(bench.executors, "run_job", no_training)
+    monkeypatch.setattr(bench.training, "train_detector", no_training)
+    monkeypatch.setattr(bench.runner, "run_job", no_training)
     again = Runner(data_dir, results, data_root, device="cpu", progress=False).run(suite)
     assert not again.computed and len(again.skipped) == 4
     assert again.leaderboard["markdown"].read_text() == markdown
@@ -93,7 +95,7 @@ def test_a_lost_record_is_rescored_from_the_cached_checkpoint(suite, data_dir, d
     def no_training(*args, **kwargs):
         raise AssertionError("the checkpoint is cached: nothing to train")
 
-    monkeypatch.setattr(bench.execute, "train_detector", no_training)
+    monkeypatch.setattr(bench.training, "train_detector", no_training)
     again = Runner(data_dir, results, data_root, device="cpu", progress=False).run(suite)
     assert again.computed == [lost]
     rescored = json.loads(lost.read_text())
@@ -116,6 +118,41 @@ def test_keys_change_with_what_the_numbers_depend_on(suite, data_dir, data_root,
     assert keys == {c.key for c in runner.plan(suite)[0].cells}  # and only with that
 
 
+def test_a_dry_run_lists_jobs_and_cells_from_the_suite_before_anything_is_imported(suite, data_root, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(bench.estimate, "throughput", lambda *args: bench.estimate.Throughput(train=100, score=1000))
+    threaded = suite.model_copy(update={"threads": 1})
+    threads = torch.get_num_threads()
+    try:
+        runner = Runner(tmp_path / "empty", tmp_path / "results", data_root, device="cpu", progress=False)
+        dry = runner.dry_run(threaded)
+        assert torch.get_num_threads() == 1  # the suite's threads, as the run will use them
+    finally:
+        torch.set_num_threads(threads)
+    assert dry.plan is None and {s.action for s in dry.sources} == {"import"}
+    text = dry.text()
+    assert "lenet on sd14, seed 0: 2 candidates, 4 cells; ~" in text  # two grid points; 2 sources x 2 perturbations
+    assert "test sources: cifake-sd14-test, ddpm-cifar10" in text and "perturbations: clean, jpeg(quality=50)" in text
+    assert dry.summary().startswith("1 jobs, 4 cells; 5 sources to prepare first")
+    assert "1 jobs to run, estimated" in dry.summary() and dry.estimate.train > 0
+    assert not [p for p in (tmp_path / "empty").rglob("*") if p.is_file()]  # nothing imported
+
+
+def test_a_dry_run_knows_cached_checkpoints_and_recorded_cells(suite, data_dir, data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.estimate, "throughput", lambda *args: bench.estimate.Throughput(train=100, score=1000))
+    runner = Runner(data_dir, tmp_path / "results", data_root, device="cpu", progress=False)
+    runner.preparer.prepare(suite)
+    cold = runner.dry_run(suite)
+    assert cold.estimate.train > 0 and "2 candidates (0 cached), 4 cells (0 recorded)" in cold.text()
+    runner.run(suite)
+    lost = next((tmp_path / "results" / "records").glob("*.json"))
+    lost.unlink()
+    warm = runner.dry_run(suite)
+    assert "2 candidates (2 cached), 4 cells (3 recorded)" in warm.text()
+    assert warm.estimate.train == 0 and 0 < warm.estimate.score < cold.estimate.score  # one cell left to score
+    assert "1 jobs (0 done), 4 cells (3 recorded)" in warm.summary()
+
+
 def test_same_suite_and_seed_give_identical_numbers_on_cpu(suite, cifake_dir, data_root, tmp_path):
     runs = []
     for name in ("a", "b"):
@@ -123,10 +160,10 @@ def test_same_suite_and_seed_give_identical_numbers_on_cpu(suite, cifake_dir, da
         shutil.copytree(cifake_dir, data_dir)
         runs.append(Runner(data_dir, tmp_path / name, data_root, device="cpu", progress=False).run(suite))
     for first, second in zip(runs[0].records, runs[1].records, strict=True):
-        assert first["key"] == second["key"]
-        assert first["metrics"] == second["metrics"]
-        assert first["training"]["threshold"] == second["training"]["threshold"]
-        assert first["training"]["checkpoint_sha256"] == second["training"]["checkpoint_sha256"]
+        assert first.key == second.key
+        assert first.metrics == second.metrics
+        assert first.training.threshold == second.training.threshold
+        assert first.training.checkpoint_sha256 == second.training.checkpoint_sha256
 
 
 KILL_SUITE = SUITE.replace("- {name: lenet, grid: {lr: [0.001, 0.003]}}", "- {name: lenet}\n  - {name: cifake-cnn}")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.decoding import decode_all
 from bench.importers import download_cifake, import_cifake, import_folder, import_npz, locate_cifake
 from bench.sources import SourceError, SourceStore, content_hash
 
@@ -162,3 +163,14 @@ def test_download_checks_what_arrives(tmp_path, data_root):
     with pytest.raises(SourceError, match="not the CIFAKE archive"):
         download_cifake(tmp_path / "dl2" / "cifake.zip", url=html.as_uri())
     assert not (tmp_path / "dl2" / "cifake.zip").exists()
+
+
+def test_decoding_shows_progress_when_asked(tmp_path, capsys):
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, "PNG")
+    items = [(f"{i}.png", lambda: buffer.getvalue()) for i in range(3)]
+    decoded = decode_all(items, 32, False, progress=True, description="cifake-real-test: decoding", total=3)
+    assert decoded.images.shape == (3, 3, 32, 32)
+    assert "cifake-real-test: decoding" in capsys.readouterr().err
+    decode_all(items, 32, False)  # no bar unless asked
+    assert capsys.readouterr().err == ""

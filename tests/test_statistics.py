@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu, norm, t
 
+from bench import statistics
 from bench.metrics import METRICS, bootstrap_intervals, evaluate
 from bench.statistics import (
+    ResampleCache,
     delong_test,
     holm,
     image_resamples,
@@ -20,6 +22,7 @@ from bench.statistics import (
     seed_mean_interval,
     seed_values,
     shared_image_variance,
+    source_resamples,
     t_test,
 )
 
@@ -217,3 +220,40 @@ def test_runs_must_share_the_test_images():
         paired_bootstrap([(labels, scores, 0.5)], [(labels[:3], scores[:3], 0.5)])
     with pytest.raises(ValueError, match="at least 2 resamples"):
         seed_bootstrap([(labels, scores, 0.5)], n_boot=1)
+
+
+def test_each_run_is_resampled_once_and_shared(monkeypatch):
+    rng = np.random.default_rng(5)
+    labels = np.r_[np.zeros(80, int), np.ones(60, int)]
+    runs = [(labels, rng.normal(labels, 1.0), 0.5) for _ in range(3)]
+    fresh = image_resamples([runs[:2], runs[2:]], 40, 7)
+    calls = []
+    counted = statistics.bootstrap_samples
+    monkeypatch.setattr(statistics, "bootstrap_samples", lambda *args: calls.append(args) or counted(*args))
+    cache = ResampleCache()
+    shared = image_resamples([runs[:2], runs[2:]], 40, 7, cache)
+    for before, after in zip(fresh, shared, strict=True):
+        assert all(np.array_equal(before[name], after[name]) for name in METRICS)  # the same draws, bit for bit
+    paired_bootstrap(runs[:1], runs[1:2], 40, 0.95, 7, cache=cache)
+    seed_bootstrap(runs, 40, 0.95, 7, cache)
+    assert len(calls) == 3  # once per run, however many functions use it
+    assert len(image_resamples([runs[:1]], 40, 8, cache)[0]["roc_auc"]) == 40 and len(calls) == 4  # another seed
+
+
+def test_source_resamples_share_the_reals_and_draw_each_sources_fakes():
+    rng = np.random.default_rng(6)
+    reals = rng.normal(0, 1, 100)
+    run_a = (np.r_[np.zeros(100, int), np.ones(50, int)], np.r_[reals, rng.normal(1, 1, 50)], 0.5)
+    run_b = (np.r_[np.zeros(100, int), np.ones(80, int)], np.r_[reals, rng.normal(2, 1, 80)], 0.5)
+    draws = source_resamples({"a": ("a", [run_a]), "b": ("b", [run_b]), "a again": ("a", [run_a])}, 300, 0,
+                             names=["roc_auc"])
+    assert np.array_equal(draws["a"]["roc_auc"], draws["a again"]["roc_auc"])  # one draw per source
+    assert draws["a"]["roc_auc"].shape == (300, 1)
+    for key, run in (("a", run_a), ("b", run_b)):  # centred on the observed AUC
+        observed = evaluate(*run, n_boot=0)["metrics"]["roc_auc"]["value"]
+        assert abs(draws[key]["roc_auc"].mean() - observed) < 0.01
+    correlation = np.corrcoef(draws["a"]["roc_auc"][:, 0], draws["b"]["roc_auc"][:, 0])[0, 1]
+    assert correlation > 0.2  # the shared reals tie the two sources' resamples together
+    with pytest.raises(ValueError, match="share their real test images"):
+        source_resamples({"a": ("a", [run_a]), "c": ("c", [(np.r_[np.zeros(90, int), np.ones(60, int)],
+                                                             np.r_[reals[:90], rng.normal(1, 1, 60)], 0.5)])}, 10)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
-from bench.suite import SuiteError, load_suite, suite_names
+from bench.importer import IMPORTERS, SourceSpec
+from bench.suite import Suite, SuiteError, load_suite, suite_names
 
 VALID = """
 name: tiny
@@ -67,11 +71,13 @@ def test_wildcard_test_sources_and_overrides(tmp_path):
         ("name: tiny", "name: tiny\nbootstrapp: 5", "bootstrapp: unknown key; allowed: name, description, seeds"),
         ("limit: 100}", "limit: 100, limits: 5}", "train.0.limits: unknown key; allowed: name, real, fake, limit"),
         ("path: x, ", "path: x, labels: 1, ", "sources.other-fakes.labels: unknown key; allowed: importer, label"),
-        ("path: x, ", "", "the folder importer needs 'path'"),
+        ("path: x, ", "", "sources.other-fakes.path: missing: the folder importer needs it"),
         ("importer: folder, path: x,", "importer: generator, generator: dcganz, count: 5,",
          "unknown generator 'dcganz'"),
-        ("importer: folder, path: x,", "importer: generator, generator: dcgan,", "needs 'generator' and 'count'"),
-        ("path: x, ", "path: x, count: 5, ", "count: the folder importer does not take these keys"),
+        ("importer: folder, path: x,", "importer: generator, generator: dcgan,",
+         "sources.other-fakes.count: missing: the generator importer needs it"),
+        ("path: x, ", "path: x, count: 5, ", "sources.other-fakes.count: unknown key; allowed: importer, label, split, "
+         "tags, path, skip_bad"),
         ("importer: folder, path: x,", "importer: generator, generator: dcgan, count: 5, train_source: nope,",
          "sources.other-fakes.train_source: source 'nope' is not declared"),
         ("limit: 100}", "limit: 100, attribute_sources: true}", "attribute_sources needs at least two fake sources"),
@@ -226,3 +232,78 @@ def test_untrusted_yaml_is_refused_before_it_is_built(tmp_path):
     shared = VALID.replace(DETECTORS_LINE, "detectors: [{name: lenet, grid: {lr: &rates [0.001, 0.01]}}, "
                                            "{name: cifake-cnn, grid: {lr: *rates}}]")
     assert load_suite(write(tmp_path, shared)).detectors[1].grid == {"lr": [0.001, 0.01]}  # small aliases still work
+
+
+def test_each_importer_reads_its_own_keys_into_its_own_model(tmp_path):
+    suite = load_suite(write(tmp_path, VALID))
+    folder = suite.sources["other-fakes"]
+    assert isinstance(folder, IMPORTERS.get("folder").config) and folder.path == "x"
+    assert SourceSpec(importer="folder", label="fake", path="x") == folder.model_copy(update={"split": "test"})
+    assert suite.model_dump()["sources"]["other-fakes"] == {
+        "importer": "folder", "label": "fake", "split": "test", "tags": {}, "path": "x", "skip_bad": False}
+    assert load_suite(write(tmp_path, yaml.safe_dump(suite.model_dump()))) == suite  # a dump loads to itself
+
+
+def test_suites_dumped_before_importers_owned_their_keys_still_load():
+    """Records carry their suite (suite_config) as dumped then: every source with every importer's keys at their
+    defaults. Those load (verify and export re-run them); a key of another importer with a value does not."""
+    old = {"importer": "folder", "label": "fake", "split": "test", "path": "x", "key": "images", "skip_bad": False,
+           "generator": None, "config": {}, "train_source": None, "count": None, "seed": 0, "source": None,
+           "perturbation": None, "parts": None, "part": None, "tags": {}}
+    assert SourceSpec.model_validate(old) == SourceSpec(importer="folder", label="fake", path="x")
+    with pytest.raises(ValueError, match="count"):
+        SourceSpec.model_validate(old | {"count": 5})
+    published = sorted(Path(__file__).parents[1].glob("results/*/records/*.json"))
+    folders = {path.parent.parent: path for path in published}
+    assert folders, "no published records to read"
+    for path in folders.values():
+        Suite.model_validate(json.loads(path.read_text())["suite_config"])
+
+
+class _TwoSources(SourceSpec):
+    """The images of two declared sources, one after the other."""
+
+    first: str
+    second: str
+
+    def inputs(self):
+        return {"first": (self.first, self.label), "second": (self.second, self.label)}
+
+
+class _Concatenating:
+    """Two declared sources as one (a test importer)."""
+
+    config = _TwoSources
+    makes = "imported"
+
+
+def test_a_new_importer_brings_its_keys_and_inputs_without_touching_the_suite(tmp_path):
+    IMPORTERS.register("concatenated", _Concatenating())
+    try:
+        text = VALID.replace("other-fakes: {importer: folder, path: x, split: test, label: fake}",
+                             "other-fakes: {importer: folder, path: x, split: test, label: fake}\n"
+                             "  both: {importer: concatenated, first: other-fakes, second: cifake-sd14-test, "
+                             "label: fake}")
+        suite = load_suite(write(tmp_path, text))
+        assert isinstance(suite.sources["both"], _TwoSources)
+        assert suite.used_sources()[-1] == "both"
+        with pytest.raises(SuiteError, match="sources.both.second: source 'nope' is not declared"):
+            load_suite(write(tmp_path, text.replace("second: cifake-sd14-test", "second: nope")))
+        with pytest.raises(SuiteError, match="sources.both.path: unknown key; allowed: importer, label, split, tags, "
+                                             "first, second"):
+            load_suite(write(tmp_path, text.replace("first: other-fakes", "first: other-fakes, path: y")))
+    finally:
+        IMPORTERS.unregister("concatenated")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("headline_metrics: [auc]", "unknown metric 'auc'"),
+    ("headline_metrics: [evasion_rate]", "'evasion_rate' is not computed per run"),
+    ("headline_metrics: []", "at least 1 item"),
+    ("threads: 0", "threads: Input should be greater than or equal to 1"),
+])
+def test_threads_and_headline_metrics_are_checked(tmp_path, value, expected):
+    with pytest.raises(SuiteError, match=expected):
+        load_suite(write(tmp_path, VALID + value + "\n"))
+    suite = load_suite(write(tmp_path, VALID + "threads: 1\nheadline_metrics: [average_precision, roc_auc]\n"))
+    assert suite.threads == 1 and suite.headline_metrics == ["average_precision", "roc_auc"]

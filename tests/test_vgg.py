@@ -25,7 +25,7 @@ def test_vgg_builds_with_the_seed_study_layers_and_gives_one_logit_per_image():
 
 
 def test_vgg_learns_real_vs_fake_on_a_small_cifake_subset(cifake):
-    per_class = 1000
+    per_class = 500  # one epoch on 1,000 images: accuracy 0.69 (0.74 on 2,000, 0.54 on 600)
     images = np.concatenate([cifake.load("cifake-real-train").images[:per_class],
                              cifake.load("cifake-sd14-train").images[:per_class]])
     labels = np.r_[np.zeros(per_class, int), np.ones(per_class, int)]

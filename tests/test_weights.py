@@ -252,3 +252,18 @@ def test_plan_scores_weights_once_per_training_set_and_keys_cover_them(model, tm
     weights.unlink()
     with pytest.raises(PlanError, match="weights file .* not found"):
         plan(fixed, data)
+
+
+def test_weights_released_per_seed_are_scored_as_their_seed(model, tmp_path):
+    for seed in (0, 1, 2):
+        save_file({k: v + seed for k, v in state(model).items()}, tmp_path / f"w-seed{seed}.safetensors")
+    data = synthetic_data()
+    quoted = f'"{tmp_path / "w-seed{seed}.safetensors"}"'  # YAML: braces in a flow mapping need quotes
+    suite = load_suite(write_suite(tmp_path, quoted, "calibrate: [sd14]"))
+    outside = [j for j in plan(suite, data).jobs if j.entry.evaluate_only]
+    assert [(j.train_name, j.seed) for j in outside] == [("sd14", 0), ("sd14", 1), ("sd14", 2)]
+    assert [j.label for j in outside] == [f"cifake-cnn (weights w-seed{s}.safetensors) beside sd14" for s in (0, 1, 2)]
+    assert len({j.weights_sha256 for j in outside}) == 3 and len({j.key for j in outside}) == 3
+    (tmp_path / "w-seed2.safetensors").unlink()
+    with pytest.raises(PlanError, match="w-seed2.safetensors not found"):
+        plan(suite, data)

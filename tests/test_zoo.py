@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
+from synthetic import logits, measured
 
 from bench.audit import find_duplicates
 from bench.compare import aggregate
 from bench.generalization import generalization
-from bench.importers import IMPORTERS, ImportContext
+from bench.importer import IMPORTERS, ImportContext
 from bench.parts import part_sizes, split_parts
+from bench.records import Bootstrap, Record, ScoresFile
 from bench.runner import Runner
 from bench.sources import SourceError, SourceStore, content_hash
 from bench.suite import SourceSpec, Suite, SuiteError, load_suite
@@ -218,7 +220,10 @@ FAMILIES = {"seen-a": ("gan", 2016, 300, 2.0), "open-b": ("gan", 2017, 40, 1.0),
             "open-d": ("flow", 2019, 120, 0.6)}  # family -> kind, year, fakes, separation
 
 
-def synthetic_records(root, detectors=(("good", 1.0), ("weak", 0.3)), seeds=(0, 1, 2)) -> list[dict]:
+TEMPLATE = measured("base", 0, logits("base", 0))  # a valid record, its fields replaced below
+
+
+def synthetic_records(root, detectors=(("good", 1.0), ("weak", 0.3)), seeds=(0, 1, 2)) -> list[Record]:
     """Records with score files: reals N(0, 1), each family's fakes N(separation * strength, 1); 'seen-a' is in
     training."""
     sources = {name: {"tags": {"family": name, "kind": kind, "year": year}} for name, (kind, year, *_) in
@@ -236,22 +241,24 @@ def synthetic_records(root, detectors=(("good", 1.0), ("weak", 0.3)), seeds=(0, 
                 scores = np.r_[reals, fakes].astype(np.float32)
                 key = f"{detector}-{family}-{seed}"
                 np.save(root / "scores" / f"{key}.npy", scores)
-                records.append({
-                    "key": key, "suite": "synthetic", "suite_config": config, "detector": detector,
-                    "detector_kwargs": {}, "train": {"name": "set"}, "seed": seed, "metrics": {},
-                    "test": {"name": family, "real": {"sha256": "reals"}, "fake": {"sha256": family}},
-                    "perturbation": {"name": "clean", "label": "clean"}, "n_real": 500, "n_fake": n_fake,
-                    "threshold": 0.5, "bootstrap": {"resamples": 200, "level": 0.95, "seed": 0},
-                    "scores": {"file": f"scores/{key}.npy", "sha256": content_hash(scores)},
-                })
+                test = TEMPLATE.test.model_copy(update={
+                    "name": family, "real": TEMPLATE.test.real.model_copy(update={"sha256": "reals"}),
+                    "fake": TEMPLATE.test.fake.model_copy(update={"sha256": family, "count": n_fake})})
+                records.append(TEMPLATE.model_copy(update={
+                    "key": key, "suite": "synthetic", "suite_config": config, "detector": detector, "seed": seed,
+                    "train": TEMPLATE.train.model_copy(update={"name": "set"}), "test": test, "metrics": {},
+                    "n_real": 500, "n_fake": n_fake, "threshold": 0.5,
+                    "bootstrap": Bootstrap(resamples=200, level=0.95, seed=0),
+                    "scores": ScoresFile(file=f"scores/{key}.npy", order="real then fake", sha256=content_hash(scores)),
+                }))
     return records
 
 
 def test_generalization_numbers_on_synthetic_scores(tmp_path):
     records = synthetic_records(tmp_path)
     view = generalization(aggregate(records, tmp_path))
-    auc = {(r["detector"], r["test"]["name"], r["seed"]): roc_auc_score(
-        np.r_[np.zeros(500), np.ones(r["n_fake"])], np.load(tmp_path / r["scores"]["file"])) for r in records}
+    auc = {(r.detector, r.test.name, r.seed): roc_auc_score(
+        np.r_[np.zeros(500), np.ones(r.n_fake)], np.load(tmp_path / r.scores.file)) for r in records}
     family_auc = {(d, f): np.mean([auc[d, f, s] for s in (0, 1, 2)]) for d, f, _ in auc}
     unseen = ["open-c", "open-d", "open-b"]  # by kind, then year
     for _, row in view.summary.iterrows():
@@ -282,8 +289,8 @@ def test_generalization_numbers_on_synthetic_scores(tmp_path):
 
 def test_no_view_without_unseen_tagged_families(tmp_path):
     records = synthetic_records(tmp_path, detectors=(("good", 1.0),), seeds=(0,))
-    for record in records:
-        record["suite_config"] = {"sources": {}, "train": []}  # records of a suite without tags
+    records = [r.model_copy(update={"suite_config": {"sources": {}, "train": []}})  # a suite without tags
+               for r in records]
     assert generalization(aggregate(records, tmp_path)) is None
 
 
@@ -313,14 +320,14 @@ def test_a_small_zoo_protocol_runs_end_to_end(tmp_path, data_root):
     (tmp_path / "suite.yaml").write_text(textwrap.dedent(SMALL))
     suite = load_suite(tmp_path / "suite.yaml")
     summary = Runner(tmp_path / "cache", tmp_path / "results", data_root, device="cpu", progress=False).run(suite)
-    by_source = {r["test"]["name"]: r for r in summary.records if r["seed"] == 0}
+    by_source = {r.test.name: r for r in summary.records if r.seed == 0}
     assert set(by_source) == {"zoo-dcgan.test", "zoo-lvae.test", "zoo-wgan", "zoo-ddpm-cfg"}
-    drawn = by_source["zoo-dcgan.test"]["test"]["fake"]["sources"][0]
+    drawn = by_source["zoo-dcgan.test"].test.fake.sources[0].model_extra
     assert drawn["part_of"]["parts"] == {"train": {"share": 0.5, "count": 82}, "test": {"share": 0.5, "count": 82}}
     assert drawn["part_of"]["source"]["name"] == "zoo-dcgan" and drawn["part_of"]["part"] == "test"
-    trained = {s["name"]: s for s in by_source["zoo-wgan"]["train"]["fake"]["sources"]}
+    trained = {s.name: s.model_extra for s in by_source["zoo-wgan"].train.fake.sources}
     assert trained["zoo-lvae.train"]["part_of"]["parts"]["train"]["count"] == 72
-    assert all(r["test_images_in_training"] == {"real": 0, "fake": 0} for r in summary.records)
+    assert all((r.test_images_in_training.real, r.test_images_in_training.fake) == (0, 0) for r in summary.records)
     markdown = summary.leaderboard["markdown"].read_text()
     section = markdown.split("## Generalization to unseen generators")[1].split("\n## ")[0]
     assert "Seen families: dcgan, lvae." in section and "| lenet " in section

@@ -1,8 +1,10 @@
-"""The HTML leaderboard: one static page with sortable tables, intervals, record links and the figures.
+"""The HTML leaderboard (``leaderboard.html``): one static page with sortable tables, intervals, record links and the
+figures.
 
-The page is rendered with the Jinja2 template ``bench/templates/leaderboard.html.j2`` from the same
-:class:`bench.leaderboard.Leaderboard` as the Markdown (cells aggregated over training seeds); sorting is a
-few lines of inline JavaScript (no network access needed to view it). Every cell's row links to the JSON
+The page is rendered with the Jinja2 template ``bench/templates/leaderboard.html.j2`` from the same report model as
+the Markdown (:class:`bench.leaderboard_model.Leaderboard`, cells aggregated over training seeds) and has every section
+the Markdown has; tables wrap (an interval under its value) so that the page needs no sideways scrolling at 1400 px.
+Sorting is a few lines of inline JavaScript (no network access needed to view it). Every cell's row links to the JSON
 records it was read from (one per seed; a number links to its record where there is one), and the figures
 under ``figures/`` are embedded by relative path, so the folder can be published as it is (e.g. on GitHub
 Pages). Records are untrusted input: a path read from one becomes a link only if it is relative and stays
@@ -23,36 +25,46 @@ from markupsafe import Markup
 from bench.generalization import HEADING as GENERALIZATION_HEADING
 from bench.generalization import NOTE as GENERALIZATION_NOTE
 from bench.generalization import POOL_BY
-from bench.leaderboard import (
+from bench.leaderboard_model import (
     BELOW_CHANCE,
-    BELOW_CHANCE_NOTE,
-    COMPARISON_NOTE,
     FAILED,
+    FAILED_NOTE,
     MATRIX_NOTE,
     READING,
-    SHOWN,
     SOURCE_ATTRIBUTION_NOTE,
+    SOURCES_NOTE,
+    THRESHOLD_NOTE,
     Leaderboard,
     attribution_table,
     below_chance,
+    below_chance_note,
+    budgets,
+    cell_columns,
     cell_heading,
     cell_note,
+    comparison_note,
     comparison_tables,
     covers_note,
     digits,
+    evaluate_only_notes,
+    failed_jobs,
     flagged_below_chance,
+    headline_paragraphs,
     matrix_tables,
     not_compared,
+    provenance_summary,
+    robustness_note,
+    robustness_tables,
     source_attribution_tables,
-    spread_columns,
+    sources_table,
+    threshold_texts,
 )
-from bench.provenance import summarise_provenance
+from bench.records import Record
 
 _TEMPLATES = Environment(
     loader=PackageLoader("bench", "templates"), autoescape=select_autoescape(["html.j2"]),
     trim_blocks=True, lstrip_blocks=True,
 )
-_METRICS = {**SHOWN, "evasion_rate": "Evasion"}
 
 
 def inside_link(path: object) -> str | None:
@@ -79,7 +91,7 @@ def _number(row: pd.Series, name: str) -> dict:
     return {"text": f"{value:.{places}f}", "sort": repr(float(value)),
             "ci": f"[{ci[0]:.{places}f}, {ci[1]:.{places}f}]" if ci else "",
             "href": inside_link(records[0]) if len(records) == 1 else None,
-            "flag": BELOW_CHANCE if name == "roc_auc" and flagged_below_chance(row) else ""}
+            "flag": BELOW_CHANCE if flagged_below_chance(row, name) else ""}
 
 
 def _plain(value: object, digits: int = 3) -> dict:
@@ -89,20 +101,14 @@ def _plain(value: object, digits: int = 3) -> dict:
     return {"text": f"{value:.{digits}f}", "sort": repr(float(value))}
 
 
-def _table(group: pd.DataFrame, pictures: dict[str, str]) -> dict:
+def _table(board: Leaderboard, group: pd.DataFrame, pictures: dict[str, str]) -> dict:
     """One sortable table: the cells (over their seeds) of one (training set, test source) pair."""
-    metrics = {name: label for name, label in _METRICS.items() if name in group and group[name].notna().any()}
-    spread = spread_columns(group)
+    metrics = cell_columns(group, board.headline, only_measured=True)
     columns = [("detector", "Detector"), ("perturbation", "Perturbation"), ("seeds", "Seeds")]
-    for name, label in metrics.items():
-        columns.append((name, label))
-        if name in spread:
-            columns.append((f"{name}_std", spread[name]))
-        if name == "average_precision":
-            columns.append(("ap_chance", "AP chance"))
-    columns += [("train_seconds", "Train s"), ("epochs", "Epochs"), ("records", "Records")]
+    columns += [(key, label) for key, label, _ in metrics]
+    columns += [("threshold", "Threshold"), ("train_seconds", "Train s"), ("epochs", "Epochs"), ("records", "Records")]
     rows = []
-    for _, row in group.iterrows():
+    for (_, row), threshold in zip(group.iterrows(), threshold_texts(board, group), strict=True):
         links = []
         for seed, record in zip(row["seeds"].split(), row["records"].split(), strict=True):
             links.append({"text": f"json {seed}", "href": inside_link(record)})
@@ -111,21 +117,16 @@ def _table(group: pd.DataFrame, pictures: dict[str, str]) -> dict:
         cells = [{"text": row["name"]},
                  {"text": row["perturbation"], "sort": f"{row['level_order']:04d} {row['perturbation']}"},
                  {"text": row["seeds"].replace(" ", ", "), "sort": str(row["n_seeds"])}]
-        for name in metrics:
-            cells.append(_number(row, name))
-            if name in spread:
-                cells.append(_plain(row[f"{name}_std"]))
-            if name == "average_precision":
-                cells.append(_plain(row["ap_chance"]))
-        rows.append([*cells,
+        cells += [_number(row, key) if interval else _plain(row[key]) for key, _, interval in metrics]
+        rows.append([*cells, {"text": threshold},
                      {"text": "–" if pd.isna(row["train_seconds"]) else f"{row['train_seconds']:.0f}",
                       "sort": repr(float(row["train_seconds"]))},
                      {"text": str(row["epochs"]), "sort": str(row["epochs"])},
                      {"links": links}])
     return {
         "heading": cell_heading(group.iloc[0]),
-        "note": cell_note(group),
-        "footnote": BELOW_CHANCE_NOTE if below_chance(group) else "",
+        "note": f"{cell_note(group)} {THRESHOLD_NOTE}",
+        "footnote": below_chance_note() if below_chance(group) else "",
         "columns": [{"key": key, "label": label} for key, label in columns],
         "rows": rows,
     }
@@ -148,7 +149,7 @@ def _summary(heading: str, note: str, frame: pd.DataFrame, link_column: str | No
             "table": Markup(shown.to_html(index=False, escape=False, border=0, classes="summary"))}
 
 
-def _summaries(records: list[dict]) -> list[dict]:
+def _summaries(records: list[Record]) -> list[dict]:
     summaries = [_summary(f"Source attribution: {heading}", SOURCE_ATTRIBUTION_NOTE, frame)
                  for heading, frame in source_attribution_tables(records)]
     attribution = attribution_table(records)
@@ -169,33 +170,59 @@ def _sections(board: Leaderboard) -> list[dict]:
     matrix = matrix_tables(board.cells)
     if matrix:
         sections.append({"heading": "Cross-source matrix", "note": f"{MATRIX_NOTE} {covers_note(clean)}",
-                         "footnote": BELOW_CHANCE_NOTE if below_chance(clean) else "",
-                         "tables": [(label, _html_table(table)) for label, table in matrix]})
-    comparisons, skipped = comparison_tables(board.comparisons), not_compared(board.comparisons)
+                         "footnote": below_chance_note() if below_chance(clean) else "",
+                         "tables": [(label, _html_table(table)) for label, table, _ in matrix]})
+    comparisons = comparison_tables(board.comparisons, board.headline)
+    skipped = not_compared(board.comparisons, board.headline)
     if comparisons or skipped:
-        sections.append({"heading": "Which detector is better", "note": f"{COMPARISON_NOTE} {skipped}".strip(),
-                         "footnote": "",
+        sections.append({"heading": "Which detector is better",
+                         "note": f"{comparison_note(board.headline)} {skipped}".strip(), "footnote": "",
                          "tables": [(heading, _html_table(table)) for heading, table in comparisons]})
+    robustness = robustness_tables(board.cells)
+    if robustness:
+        sections.append({"heading": "Robustness", "note": robustness_note(board.cells),
+                         "footnote": below_chance_note() if below_chance(board.cells) else "",
+                         "tables": [(f"{heading}: {label}", _html_table(table))
+                                    for heading, tables, _ in robustness for label, table in tables]})
     return sections
 
 
-def render_html(board: Leaderboard, out_dir: Path, title: str, description: str = "") -> str:
-    """The leaderboard page for ``board``, to be written into ``out_dir`` (whose figures it embeds)."""
+def _sources(board: Leaderboard) -> dict | None:
+    """The Sources section: per test source its image count, encoding and card."""
+    table = sources_table(board)
+    if table is None:
+        return None
+    reference, frame = table
+    rows = [{"source": row["Source"], "images": row["Images"], "encoding": row["Encoding"],
+             "card": inside_link(row["Card"]), "path": row["Card"], "name": row["name"]} for _, row in frame.iterrows()]
+    return {"note": SOURCES_NOTE.replace("`{reference}`", "{reference}").format(reference=reference), "rows": rows}
+
+
+def render_html(board: Leaderboard, title: str, description: str = "") -> str:
+    """The leaderboard page for ``board``, to be written into its results folder (whose figures it embeds)."""
     records, frame = board.records, board.cells
-    pictures = {f"records/{r['key']}.json": r["attribution"]["figure"] for r in records
-                if "figure" in (r.get("attribution") or {})}
-    figures_dir = Path(out_dir) / "figures"
+    pictures = {f"records/{r.key}.json": r.attribution.figure for r in records
+                if r.attribution is not None and r.attribution.figure is not None}
+    figures_dir = Path(board.root or ".") / "figures"
+    sources = _sources(board)
     linked = set(pictures.values())  # per-record attribution pictures are linked from their rows
+    linked |= {row["path"] for row in sources["rows"]} if sources else set()  # source cards: in the Sources section
     figures = [link for p in sorted(figures_dir.glob("*.png"))
                if f"figures/{p.name}" not in linked and (link := inside_link(f"figures/{p.name}"))]
-    tables = [_table(group, pictures) for _, group in frame.groupby(["trained_on", "tested_on"], sort=True)] \
+    tables = [_table(board, group, pictures) for _, group in frame.groupby(["trained_on", "tested_on"], sort=True)] \
         if not frame.empty else []
     return _TEMPLATES.get_template("leaderboard.html.j2").render(
         title=title,
         description=description.strip(),
         count=len(records),
         reading=READING,
-        provenance=summarise_provenance(records) if records else None,
+        headline=headline_paragraphs(board),
+        provenance=provenance_summary(records) if records else None,
+        budget=budgets(records) if records else "",
+        evaluate_only=evaluate_only_notes(records),
+        failed_note=FAILED_NOTE,
+        failed=[{"text": text, "href": inside_link(path), "path": path} for text, path in failed_jobs(frame)],
+        sources=sources,
         figures=figures,
         sections=_sections(board),
         summaries=_summaries(records),
