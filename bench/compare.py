@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bench.integrity import load_scores
+from bench.integrity import ScoreFiles
 from bench.metrics import CHUNK_ELEMENTS, METRICS, REGISTRY, Confusion, Metric, headline_metrics, wilson_interval
 from bench.records import Bootstrap, Record, RecordError, unique_cells
 from bench.statistics import (
@@ -51,23 +51,6 @@ class Cell(NamedTuple):
     @classmethod
     def of(cls, record: Record) -> Cell:
         return cls(*record.identity[:5])
-
-
-class ScoreFiles:
-    """The score files of one results folder, each read and checked against its record's sha256 once
-    (:func:`bench.integrity.load_scores`), with the bootstrap resamples of each run computed once
-    (:class:`ResampleCache`): integrity checks, aggregation and comparisons of one render share them."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.resamples = ResampleCache()
-        self._runs: dict[str, Run | None] = {}
-
-    def run(self, record: Record) -> Run | None:
-        """The record's run (:func:`bench.integrity.load_scores`), the same object every time."""
-        if record.key not in self._runs:
-            self._runs[record.key] = load_scores(self.root, record)
-        return self._runs[record.key]
 
 
 @dataclass(frozen=True)

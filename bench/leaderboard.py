@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures
-from bench.compare import ScoreFiles
 from bench.files import write_atomic
+from bench.integrity import ScoreFiles
 from bench.leaderboard_html import render_html
 from bench.leaderboard_markdown import render_markdown
 from bench.leaderboard_model import build_leaderboard, failed, figure_slug, has_matrix, view_metrics

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.compare import DELONG, Aggregate, Comparison, ScoreFiles, aggregate, compare_detectors, stored_metric
+from bench.compare import DELONG, Aggregate, Comparison, aggregate, compare_detectors, stored_metric
 from bench.generalization import Generalization, best_macro_mean, generalization, generator_seen
+from bench.integrity import ScoreFiles
 from bench.metrics import REGISTRY, Metric, View, headline_metrics
 from bench.records import Record, SourceDraw, canonical_kwargs, metric_text
 from bench.spectrum import card_path

@@ -202,7 +202,7 @@ class ResampleCache:
     """Each run's metrics on the class-stratified bootstrap draws of its test images, computed once per (run,
     resamples, seed). A run's draws depend only on its class sizes and the seed, so every function over runs on the
     same test images (and the recomputation of a record's intervals) can share them. Runs are told apart by identity:
-    pass the same run object (e.g. from :class:`bench.compare.ScoreFiles`) to reuse its resamples."""
+    pass the same run object (e.g. from :class:`bench.integrity.ScoreFiles`) to reuse its resamples."""
 
     def __init__(self) -> None:
         self._samples: dict[tuple[int, int, int], tuple[Run, dict[str, np.ndarray]]] = {}
