@@ -308,7 +308,9 @@ def verify(
             result.unverifiable |= {p: f"its suite_config is not a valid suite here: {exc}" for p in records}
             continue
         with tempfile.TemporaryDirectory(prefix="bench-verify-") as scratch:
-            run = Runner(data_dir, Path(scratch), data_root, device, progress).run(suite)
+            # the published run's thread count where its suite fixes none: generated sources depend on it
+            threads = suite.threads or first.provenance.hardware.torch_threads
+            run = Runner(data_dir, Path(scratch), data_root, device, progress, threads=threads).run(suite)
         result.runs += 1
         remeasured = {r.identity: r for r in run.records}
         for path, record in records.items():
