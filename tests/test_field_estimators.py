@@ -140,7 +140,7 @@ def test_dct_cnn_supports_attacks_and_attributions(dct_cnn, data):
 
 @pytest.mark.parametrize(("name", "kwargs"), [
     ("dct-cnn", {}), ("dct-linear", {}), ("spectrum-lr", {}),
-    pytest.param("cnnspot", {"stem": "imagenet"}, marks=pytest.mark.slow),  # ResNet-50: ~20 s to time on 2 cores
+    pytest.param("cnnspot", {}, marks=pytest.mark.slow),  # ResNet-50: ~20 s to time on 2 cores
 ])
 def test_dry_run_estimate_times_each_detector(name, kwargs):
     rate = throughput(name, 32, 128, "cpu", kwargs)
@@ -153,7 +153,7 @@ def test_cnnspot_is_resnet50_with_the_blur_and_jpeg_recipe():
     assert (spec.recipe.blur_probability, spec.recipe.blur_sigma) == (0.5, 3.0)
     assert (spec.recipe.jpeg_probability, spec.recipe.jpeg_quality) == (0.5, (30, 100))
     detector = build_detector("cnnspot").eval()
-    reference = build_detector("resnet50", stem="cifar").model.state_dict()
+    reference = build_detector("resnet50").model.state_dict()
     assert {k: v.shape for k, v in detector.model.state_dict().items()} == {k: v.shape for k, v in reference.items()}
     with torch.no_grad():
         logits = detector(torch.rand(2, 3, 32, 32))
