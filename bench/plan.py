@@ -112,12 +112,11 @@ class JobPlan:
         return replace(self, cells=tuple(c for c in self.cells if c.key in keys))
 
     def remaining(self, cached: set[str], recorded: set[str]) -> JobOutline:
-        """What is left of this job: the candidates without a checkpoint in ``cached``, the cells without a record
-        in ``recorded``."""
-        return JobOutline(self.entry, self.train_name, self.seed,
-                          tuple(c.recipe for c in self.candidates if c.key not in cached),
-                          tuple(CellOutline(c.test_fake, c.perturbation, c.explains) for c in self.cells
-                                if c.key not in recorded))
+        """What is left of this job: the cells without a record in ``recorded`` and, when any is left, the
+        candidates without a checkpoint in ``cached`` (a job whose cells are all recorded trains nothing)."""
+        cells = tuple(CellOutline(c.test_fake, c.perturbation, c.explains) for c in self.cells if c.key not in recorded)
+        recipes = tuple(c.recipe for c in self.candidates if c.key not in cached) if cells else ()
+        return JobOutline(self.entry, self.train_name, self.seed, recipes, cells)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,10 @@ def test_a_dry_run_knows_cached_checkpoints_and_recorded_cells(suite, data_dir, 
     assert "2 candidates (2 cached), 4 cells (3 recorded)" in warm.text()
     assert warm.estimate.train == 0 and 0 < warm.estimate.score < cold.estimate.score  # one cell left to score
     assert "1 jobs (0 done), 4 cells (3 recorded)" in warm.summary()
+    runner.run(suite)
+    shutil.rmtree(data_dir / "checkpoints")  # every cell recorded: nothing to train, whatever the cache holds
+    done = runner.dry_run(suite)
+    assert done.estimate.train == 0 and done.estimate.score == 0 and "nothing to do" in done.text()
 
 
 def test_same_suite_and_seed_give_identical_numbers_on_cpu(suite, cifake_dir, data_root, tmp_path):
