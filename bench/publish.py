@@ -193,12 +193,27 @@ class Publisher:
         return current
 
     def write_source_cards(self, plan: Plan, data: Prepared) -> None:
-        """A card per test source (sample grid, spectrum beside the real test images') in ``figures/``."""
-        from bench.spectrum import source_card_files
+        """A card per test source (sample grid, spectrum beside the real test images') in ``figures/``; a card drawn
+        from the same pixels (its source's and the real test images' sha256, noted in ``figures/source-cards.json``)
+        is kept as it is."""
+        from bench.spectrum import card_path, source_card_files
 
-        images = {name: np.asarray(subset.images) for name, subset in data.test.items()}
-        for relative, picture in source_card_files(images, plan.suite.test.real).items():
+        reference = plan.suite.test.real
+        drawn_from = {name: f"{subset.sha256}/{data.test[reference].sha256}" for name, subset in data.test.items()}
+        index = self.root / "figures" / "source-cards.json"
+        try:
+            earlier = json.loads(index.read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: every card is drawn again
+            earlier = {}
+        earlier = earlier if isinstance(earlier, dict) else {}
+        stale = [name for name, pixels in drawn_from.items()
+                 if earlier.get(name) != pixels or not (self.root / card_path(name)).is_file()]
+        if not stale:
+            return
+        images = {name: np.asarray(data.test[name].images) for name in {*stale, reference}}
+        for relative, picture in source_card_files(images, reference, stale).items():
             write_atomic(self.root / relative, picture)
+        write_atomic(index, json.dumps({**earlier, **drawn_from}, indent=1, sort_keys=True).encode())
 
     def records(self, plan: Plan, checked: Iterable[str] = ()) -> list[Record]:
         """The plan's records, in plan order (cells without a record, as of failed jobs, left out); those whose keys

@@ -8,7 +8,7 @@ average make them visible and comparable across sources.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,15 +84,19 @@ def spectrum_figure(spectra: Mapping[str, np.ndarray]) -> bytes:
     return _png(figure)
 
 
-def source_card_files(sources: dict[str, np.ndarray], reference: str) -> dict[str, bytes]:
-    """PNG cards by path (``figures/source-NAME.png``) for each source of uint8 (N, 3, H, W) images.
+def source_card_files(sources: dict[str, np.ndarray], reference: str,
+                      names: Iterable[str] | None = None) -> dict[str, bytes]:
+    """PNG cards by path (``figures/source-NAME.png``) for each source of uint8 (N, 3, H, W) images (or for those
+    in ``names``; ``sources`` must hold ``reference`` too).
 
     A card shows the first images as a grid, the source's mean spectrum beside that of ``reference`` (the
     real test images), and both radial profiles; the reference's own card shows it alone.
     """
-    spectra = {name: mean_log_spectrum(images) for name, images in sources.items()}
+    drawn = list(sources) if names is None else list(names)
+    spectra = {name: mean_log_spectrum(sources[name]) for name in {*drawn, reference}}
     cards = {}
-    for name, images in sources.items():
+    for name in drawn:
+        images = sources[name]
         shown = {name: spectra[name]} if name == reference else {name: spectra[name], reference: spectra[reference]}
         figure = Figure(figsize=(3.2 * (len(shown) + 2), 3.4), layout="constrained")
         grid = figure.add_gridspec(1, len(shown) + 2)

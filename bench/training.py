@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from bench.augment import augment
@@ -104,6 +103,8 @@ def check_converging(logits: np.ndarray, labels: np.ndarray, epoch: int) -> None
 
 def validation_split(labels: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and the validation part: a stratified, seeded split of the training data."""
+    from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes seconds to import
+
     return train_test_split(np.arange(len(labels)), test_size=recipe.val_fraction, stratify=labels, random_state=seed)
 
 

@@ -4,11 +4,11 @@ estimators follow one protocol (bench.model.DetectorModel)."""
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 
 import numpy as np
 import torch
+from conftest import linked_sources
 from sklearn.ensemble import RandomForestClassifier
 
 from bench.detector import build_detector
@@ -46,8 +46,7 @@ def test_the_stored_arrays_score_exactly_as_scikit_learn(cifake):
 
 def test_a_random_forest_runs_a_suite_with_attacks_marked_not_applicable(cifake_dir, data_root, tmp_path):
     (tmp_path / "forest.yaml").write_text(textwrap.dedent(SUITE))
-    cache = tmp_path / "cache"
-    shutil.copytree(cifake_dir, cache)
+    cache = linked_sources(cifake_dir, tmp_path / "cache")
     runner = Runner(cache, tmp_path / "results", data_root, device="cpu", progress=False)
     summary = runner.run(load_suite(tmp_path / "forest.yaml"))
     by_perturbation = {r.perturbation.name: r for r in summary.records}

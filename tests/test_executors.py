@@ -4,7 +4,6 @@ killed mid-job is retried; a dry run trains and writes nothing; a resumed run re
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import textwrap
 import threading
@@ -13,6 +12,7 @@ import types
 
 import pandas as pd
 import pytest
+from conftest import linked_sources
 
 import bench.execute
 import bench.executors
@@ -56,7 +56,7 @@ def suite(tmp_path):
 def _run(executor, suite, cifake_dir, data_root, tmp_path, name):
     cache = tmp_path / f"cache-{name}"
     if not cache.exists():
-        shutil.copytree(cifake_dir, cache)
+        linked_sources(cifake_dir, cache)
     runner = Runner(cache, tmp_path / name, data_root, device="cpu", progress=False, executor=executor, threads=1)
     return runner.run(suite)
 
@@ -128,8 +128,7 @@ def test_a_ray_worker_killed_mid_job_is_retried_and_every_record_is_written(
 
 
 def test_dry_run_trains_nothing_and_writes_nothing(suite, cifake_dir, data_root, tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    shutil.copytree(cifake_dir, cache)
+    cache = linked_sources(cifake_dir, tmp_path / "cache")
     runner = Runner(cache, tmp_path / "results", data_root, device="cpu", progress=False)
     cold = runner.dry_run(suite)  # ddpm-cifar10 is not imported yet: nothing is imported to find out
     assert cold.plan is None and any(s.name == "ddpm-cifar10" and s.action == "import" for s in cold.sources)

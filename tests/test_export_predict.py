@@ -4,7 +4,6 @@ test images as files: every per-image score is identical to the training run's s
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import linked_sources
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -63,8 +63,7 @@ def only(records: dict[Path, Record], detector: str) -> Record:
 def trained(tmp_path_factory, cifake_dir, data_root):
     """cifake-cnn trained for 1 epoch on 1,000 + 1,000 CIFAKE images and scored on 200 + 200, then exported."""
     root = tmp_path_factory.mktemp("outside")
-    data_dir = root / "cache"
-    shutil.copytree(cifake_dir, data_dir)  # checkpoints made here stay here
+    data_dir = linked_sources(cifake_dir, root / "cache")  # checkpoints made here stay here
     suite = suite_file(root, "[{name: cifake-cnn}]")
     Runner(data_dir, root / "trained", data_root, device="cpu", progress=False).run(load_suite(suite))
     record_path, record = next(iter(load_records(root / "trained").items()))

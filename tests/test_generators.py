@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import linked_sources
 from PIL import Image
 
 from bench.cli import main
@@ -319,8 +319,7 @@ def test_a_suite_generates_its_sources_and_trains_on_several_fakes(cifake_dir, t
     from bench.runner import Runner
     from bench.suite import Suite
 
-    cache = tmp_path / "cache"
-    shutil.copytree(cifake_dir, cache)
+    cache = linked_sources(cifake_dir, tmp_path / "cache")
     summary = Runner(cache, tmp_path / "results", device="cpu", progress=False).run(
         Suite.model_validate(SUITE_WITH_GENERATORS))
     assert fits == ["DCGAN"]  # one model serves the train and the test source
@@ -354,8 +353,7 @@ def test_a_dry_run_estimates_generation_without_writing(cifake_dir, data_root, t
     from bench.runner import Runner
     from bench.suite import Suite
 
-    cache = tmp_path / "cache"
-    shutil.copytree(cifake_dir, cache)
+    cache = linked_sources(cifake_dir, tmp_path / "cache")
     before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
     dry = Runner(cache, tmp_path / "results", data_root, device="cpu", progress=False).dry_run(
         Suite.model_validate(SUITE_WITH_GENERATORS))

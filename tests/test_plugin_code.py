@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import linked_sources
 
 from bench.cli import main
 from bench.provenance import code_identity
@@ -35,8 +35,7 @@ def _records(results: Path) -> dict[str, dict]:
 @pytest.mark.slow
 def test_editing_a_plugin_recomputes_its_cells_and_keeps_the_builtin_ones(cifake_dir, tmp_path):
     site = _install_plugin(tmp_path)
-    cache, results = tmp_path / "cache", tmp_path / "results"
-    shutil.copytree(cifake_dir, cache)
+    cache, results = linked_sources(cifake_dir, tmp_path / "cache"), tmp_path / "results"
 
     def run(*extra: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "bench", "run", "--suite", str(tmp_path / "bench-my-cnn" / "suite.yaml"),

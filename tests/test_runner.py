@@ -9,6 +9,7 @@ import textwrap
 import pandas as pd
 import pytest
 import torch
+from conftest import linked_sources
 
 import bench.estimate
 import bench.runner
@@ -44,9 +45,7 @@ def suite(tmp_path):
 @pytest.fixture
 def data_dir(tmp_path, cifake_dir):
     """A private copy of the CIFAKE cache, so checkpoints made here stay here."""
-    copy = tmp_path / "cache"
-    shutil.copytree(cifake_dir, copy)
-    return copy
+    return linked_sources(cifake_dir, tmp_path / "cache")
 
 
 def test_run_writes_records_and_a_leaderboard_then_resumes_without_recomputing(
@@ -80,9 +79,14 @@ def test_run_writes_records_and_a_leaderboard_then_resumes_without_recomputing(
 
     monkeypatch.setattr(bench.training, "train_detector", no_training)
     monkeypatch.setattr(bench.runner, "run_job", no_training)
+    cards = {path: path.stat().st_mtime_ns for path in (results / "figures").glob("source-*.png")}
+    assert len(cards) == 3  # the real test images and both fake test sources
+    (results / "figures" / "source-ddpm-cifar10.png").unlink()
     again = Runner(data_dir, results, data_root, device="cpu", progress=False).run(suite)
     assert not again.computed and len(again.skipped) == 4
     assert again.leaderboard["markdown"].read_text() == markdown
+    redrawn = {path for path, mtime in cards.items() if path.stat().st_mtime_ns != mtime}
+    assert redrawn == {results / "figures" / "source-ddpm-cifar10.png"}  # the others are drawn from the same pixels
 
 
 def test_a_lost_record_is_rescored_from_the_cached_checkpoint(suite, data_dir, data_root, tmp_path, monkeypatch):
@@ -160,8 +164,7 @@ def test_a_dry_run_knows_cached_checkpoints_and_recorded_cells(suite, data_dir, 
 def test_same_suite_and_seed_give_identical_numbers_on_cpu(suite, cifake_dir, data_root, tmp_path):
     runs = []
     for name in ("a", "b"):
-        data_dir = tmp_path / f"cache-{name}"
-        shutil.copytree(cifake_dir, data_dir)
+        data_dir = linked_sources(cifake_dir, tmp_path / f"cache-{name}")
         runs.append(Runner(data_dir, tmp_path / name, data_root, device="cpu", progress=False).run(suite))
     for first, second in zip(runs[0].records, runs[1].records, strict=True):
         assert first.key == second.key
@@ -178,7 +181,7 @@ def _bench_run(suite_path, data_dir, results, data_root):
     import sys
 
     command = [sys.executable, "-m", "bench", "run", "--suite", str(suite_path), "--data-dir", str(data_dir),
-               "--data-root", str(data_root), "--results", str(results)]
+               "--data-root", str(data_root), "--results", str(results), "--threads", "1"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -190,11 +193,9 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(cifake_dir, data_
 
     suite_path = tmp_path / "kill.yaml"
     suite_path.write_text(textwrap.dedent(KILL_SUITE))
-    interrupted_cache, shared_cache = tmp_path / "cache-killed", tmp_path / "cache-shared"
-    shutil.copytree(cifake_dir, interrupted_cache)
-    shutil.copytree(cifake_dir, shared_cache)
+    cache = linked_sources(cifake_dir, tmp_path / "cache")
 
-    victim = _bench_run(suite_path, interrupted_cache, tmp_path / "killed", data_root)
+    victim = _bench_run(suite_path, cache, tmp_path / "killed", data_root)
     deadline = time.time() + 300
     while not list((tmp_path / "killed" / "records").glob("*.json")) and time.time() < deadline:
         time.sleep(0.05)
@@ -205,24 +206,22 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(cifake_dir, data_
     assert 0 < len(recorded) < 8
     written = {path: path.stat().st_mtime_ns for path in recorded}
 
-    resumed = _bench_run(suite_path, interrupted_cache, tmp_path / "killed", data_root)
-    # two uninterrupted runs at once, sharing one cache
-    together = [_bench_run(suite_path, shared_cache, tmp_path / f"together-{i}", data_root) for i in range(2)]
-    for process in [resumed, *together]:
+    # the killed run resumed while an uninterrupted run starts beside it, both on the killed run's cache
+    resumed = _bench_run(suite_path, cache, tmp_path / "killed", data_root)
+    beside = _bench_run(suite_path, cache, tmp_path / "beside", data_root)
+    for process in (resumed, beside):
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr
 
     for path, mtime in written.items():  # finished cells were kept, not recomputed
         assert path.stat().st_mtime_ns == mtime
-    for cache in (interrupted_cache, shared_cache):
-        for sidecar in (cache / "checkpoints").glob("*.json"):
-            info = json.loads(sidecar.read_text())
-            assert file_sha256(sidecar.with_suffix(".safetensors")) == info["sha256"]
+    for sidecar in (cache / "checkpoints").glob("*.json"):
+        info = json.loads(sidecar.read_text())
+        assert file_sha256(sidecar.with_suffix(".safetensors")) == info["sha256"]
     boards = [pd.read_csv(tmp_path / name / "leaderboard.csv").drop(columns="train_seconds")  # timings differ
-              for name in ("killed", "together-0", "together-1")]
+              for name in ("killed", "beside")]
     assert len(boards[0]) == 8
-    pd.testing.assert_frame_equal(boards[0], boards[1])
-    pd.testing.assert_frame_equal(boards[0], boards[2])
+    pd.testing.assert_frame_equal(*boards)
 
 
 def test_deduplication_drops_test_images_seen_in_training(suite, data_dir, data_root, tmp_path):

@@ -20,24 +20,18 @@ def training_data(store, per_class, offset=0):
     return np.concatenate([real, fake]), np.r_[np.zeros(per_class, int), np.ones(per_class, int)]
 
 
-def test_cifake_cnn_learns_to_detect_stable_diffusion_images(cifake):
-    """Trained on 5,000 real + 5,000 fake CIFAKE training images, scored on 4,000 CIFAKE test images."""
-    images, labels = training_data(cifake, 5000)
-    seed_everything(0)
-    detector = build_detector("cifake-cnn")
-    recipe = Recipe(epochs=4, batch_size=128, lr=2e-3)
-    result = train_detector(detector, images, labels, recipe, seed=0, device=torch.device("cpu"), progress=False)
-    assert result.n_train == 9000 and result.n_val == 1000
+def test_cifake_cnn_learns_to_detect_stable_diffusion_images(cifake, trained_cnn):
+    """The session's CIFAKE CNN (``trained_cnn``: 3 epochs on 3,000 real + 3,000 fake CIFAKE training images, its
+    threshold set on its validation split), scored on 4,000 CIFAKE test images."""
+    detector, threshold = trained_cnn
     test_real = cifake.load("cifake-real-test").images[:2000]
     test_fake = cifake.load("cifake-sd14-test").images[:2000]
     scores = np.r_[predict_logits(detector, test_real, torch.device("cpu")),
                    predict_logits(detector, test_fake, torch.device("cpu"))]
-    metrics = evaluate(np.r_[np.zeros(2000), np.ones(2000)], scores, result.threshold, n_boot=0)["metrics"]
-    # Measured for this setting (seed 0, CPU): accuracy 0.854, AUC 0.932, validation 0.875.
-    # A detector at chance scores 0.5 on both.
-    assert metrics["accuracy"]["value"] > 0.80
-    assert metrics["roc_auc"]["value"] > 0.88
-    assert result.val["balanced_accuracy"] > 0.80
+    metrics = evaluate(np.r_[np.zeros(2000), np.ones(2000)], scores, threshold, n_boot=0)["metrics"]
+    # Measured for this setting (seed 0, CPU): accuracy 0.795, AUC 0.879. A detector at chance scores 0.5 on both.
+    assert metrics["accuracy"]["value"] > 0.75
+    assert metrics["roc_auc"]["value"] > 0.83
 
 
 def test_training_is_deterministic_on_cpu(cifake):
