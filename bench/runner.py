@@ -224,9 +224,10 @@ class Runner:
         return (self.publisher.recorded(the_plan),
                 {c.key for j in the_plan.jobs for c in j.candidates if checkpoints.has(c.key)})
 
-    def run(self, suite: Suite, before: Callable[[Estimate], None] | None = None) -> RunSummary:
+    def run(self, suite: Suite, before: Callable[[Estimate], None] | None = None, render: bool = True) -> RunSummary:
         """Run every cell of ``suite`` that has no record yet (every cell, retraining every job, with ``retrain``),
-        then render its leaderboard.
+        then render its leaderboard and source cards (unless ``render`` is false, as for a check that reads only the
+        records).
 
         ``before`` is called with the estimate of the remaining work before any training starts (before importing,
         too, when sources are still to be prepared). A job that fails is kept in ``failures/`` and reported in the
@@ -278,8 +279,10 @@ class Runner:
                             f"{outcome.headline()}")
             bar.close()
             records = self.publisher.records(the_plan, checked=recorded)
-            self.publisher.write_source_cards(the_plan, data)
-            leaderboard = self.publisher.render(the_plan, records)
+            leaderboard = {}
+            if render:
+                self.publisher.write_source_cards(the_plan, data)
+                leaderboard = self.publisher.render(the_plan, records)
         skipped = [self.publisher.record_path(k) for k in sorted(recorded)]
         return RunSummary(computed, skipped, leaderboard, records, failed)
 

@@ -310,7 +310,7 @@ def verify(
         with tempfile.TemporaryDirectory(prefix="bench-verify-") as scratch:
             # the published run's thread count where its suite fixes none: generated sources depend on it
             threads = suite.threads or first.provenance.hardware.torch_threads
-            run = Runner(data_dir, Path(scratch), data_root, device, progress, threads=threads).run(suite)
+            run = Runner(data_dir, Path(scratch), data_root, device, progress, threads=threads).run(suite, render=False)
         result.runs += 1
         remeasured = {r.identity: r for r in run.records}
         for path, record in records.items():
