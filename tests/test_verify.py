@@ -237,3 +237,31 @@ def test_records_without_their_suite_cannot_be_verified(tmp_path):
     assert "no suite_config" in result.output
     nothing = verify("resnet*")
     assert nothing.exit_code == 1 and "no records of detectors matching" in nothing.output
+
+
+def test_the_rebuilt_run_takes_the_published_thread_count_unless_its_suite_fixes_one(
+    results, published, data_root, monkeypatch, remeasure_only
+):
+    """Generated sources and trained weights depend on torch's thread count, so a suite without ``threads`` is
+    re-run with the count its records were made with."""
+    seen = []
+
+    class Recording(bench.verify.Runner):
+        def __init__(self, *args, threads=None, **kwargs):
+            seen.append(threads)
+            super().__init__(*args, threads=threads, **kwargs)
+
+    monkeypatch.setattr(bench.verify, "Runner", Recording)
+    cell = records(results)
+    made_with = {record["provenance"]["hardware"]["torch_threads"] for _, record in cell.values()}
+    assert len(made_with) == 1 and None not in made_with
+    assert all(record["suite_config"].get("threads") is None for _, record in cell.values())
+    assert verify(results, published, data_root, *LENET).exit_code == 0
+    assert seen == [*made_with]
+    for path in (results / "records").glob("*.json"):  # the suite fixes a count: that one, whatever records say
+        record = json.loads(path.read_text())
+        record["suite_config"]["threads"] = 3
+        path.write_text(json.dumps(record))
+    seen.clear()
+    verify(results, published, data_root, *LENET)
+    assert seen == [3]
