@@ -70,17 +70,21 @@ def linked_sources(data_dir: Path, cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cifake_dir(data_root: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory of this worker's own holding the four CIFAKE sources: imported once per test session, by
-    the first worker that needs them."""
+def cifake_dir(data_root: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A data directory of this worker's own holding the four CIFAKE sources (as links): each imported once per
+    test session, by the first worker that needs it. Workers take the sources in different orders, so that two
+    workers that start at once import two sources side by side rather than wait for one."""
+    parts = [(split, label) for split in ("train", "test") for label in ("real", "fake")]
+    turn = int(worker_id[2:]) if worker_id.startswith("gw") else 0
+    cache = tmp_path_factory.mktemp("cifake-cache")
+    (cache / "sources").mkdir()
+    for split, label in parts[turn % len(parts):] + parts[:turn % len(parts)]:
+        def import_one(folder: Path, split: str = split, label: str = label) -> None:
+            import_cifake(SourceStore(folder), data_root / "cifake.zip", split, label)
 
-    def import_all(folder: Path) -> None:
-        store = SourceStore(folder)
-        for split in ("train", "test"):
-            for label in ("real", "fake"):
-                import_cifake(store, data_root / "cifake.zip", split, label)
-
-    return linked_sources(made_once(shared_dir / "cifake", import_all), tmp_path_factory.mktemp("cifake-cache"))
+        for source in (made_once(shared_dir / f"cifake-{split}-{label}", import_one) / "sources").iterdir():
+            (cache / "sources" / source.name).symlink_to(source)
+    return cache
 
 
 @pytest.fixture(scope="session")
