@@ -413,8 +413,10 @@ def leaderboard() -> None:
 @leaderboard.command("render")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--title", help="Leaderboard title (default: the suite named in the records).")
+@click.option("--description", help="The paragraph under the title (default: the suite description of the newest "
+              "record), e.g. to replace a figure that went stale in older records' description.")
 @friendly_errors
-def leaderboard_render(directory: Path, title: str | None) -> None:
+def leaderboard_render(directory: Path, title: str | None, description: str | None) -> None:
     """Re-render DIRECTORY/leaderboard.{md,csv,json,html} from the records in DIRECTORY/records/."""
     from bench.integrity import ScoreFiles, check_records
     from bench.leaderboard import write_leaderboard
@@ -427,7 +429,9 @@ def leaderboard_render(directory: Path, title: str | None) -> None:
     if not records and not failures:
         raise click.ClickException(f"no records in {directory / 'records'}: run a suite first")
     title = title or (records[0].suite if records else failures[0]["suite"])
-    description = (records[0].suite_config or {}).get("description", "") if records else ""
+    newest = max(records, key=lambda r: r.provenance.created, default=None)
+    if description is None:
+        description = (newest.suite_config or {}).get("description", "") if newest else ""
     out = write_leaderboard(records, directory, title, description, failures=failures, scores=scores)
     click.echo(out["markdown"])
 

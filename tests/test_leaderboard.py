@@ -154,3 +154,23 @@ def test_a_suite_names_its_headline_metrics(tmp_path):
     assert "| AP A − B " in markdown and "AUC A − B" not in markdown and "AP sd" in markdown
     assert "A the one with the higher mean AP" in markdown and "the metric of the table" in markdown
     assert "Best on generators seen in training (sd14-test): a, AP " in markdown
+
+
+def test_render_shows_the_newest_records_description_unless_given_one(tmp_path):
+    from click.testing import CliRunner
+    from synthetic import logits, measured
+
+    from bench.cli import main
+
+    publisher = Publisher(tmp_path)
+    for seed, (created, description) in enumerate([("2026-01-01T00:00:00+00:00", "Older: about 15 minutes."),
+                                                   ("2026-01-02T00:00:00+00:00", "Newer: about 4 minutes.")]):
+        scores = logits("a", seed)
+        record = measured("a", seed, scores, description=description)
+        record = record.model_copy(update={"provenance": record.provenance.model_copy(update={"created": created})})
+        publisher.write_cell(record, scores)
+    assert CliRunner().invoke(main, ["leaderboard", "render", str(tmp_path)]).exit_code == 0
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "Newer: about 4 minutes." in markdown and "15 minutes" not in markdown
+    given = CliRunner().invoke(main, ["leaderboard", "render", str(tmp_path), "--description", "Re-rendered."])
+    assert given.exit_code == 0 and "Re-rendered." in (tmp_path / "leaderboard.md").read_text()
