@@ -6,7 +6,8 @@
   (``accuracy_ci_low``, ``accuracy_ci_high``) and standard deviation across seeds (``accuracy_std``), with
   ``n_seeds``, ``seeds``, ``interval`` (what the intervals cover), chance levels that depend on the test images
   (``ap_chance``) and ``records``.
-- ``leaderboard-seeds.csv`` / ``.json``: one row per record, i.e. per seed, with the interval stored in it.
+- ``leaderboard-seeds.csv``: one row per record, i.e. per seed, with the interval stored in it (CSV only: the
+  records themselves are its JSON form, and a large protocol's rows ran to megabytes of JSON).
 - ``leaderboard-comparisons.csv`` / ``.json``: detectors compared pairwise on the same test images
   (:func:`bench.compare.compare_detectors`).
 - ``leaderboard-generalization.csv`` / ``.json`` and ``leaderboard-generalization-comparisons.*``: where tagged
@@ -31,6 +32,7 @@ from bench.leaderboard_markdown import render_markdown
 from bench.leaderboard_model import build_leaderboard, failed, figure_slug, has_matrix, view_metrics
 
 TABLES = {"leaderboard": "cells", "leaderboard-seeds": "seeds", "leaderboard-comparisons": "comparisons"}
+CSV_ONLY = {"seeds"}  # tables written without a JSON copy (see the module docstring)
 
 
 def figure_files(frame: pd.DataFrame) -> dict[str, bytes]:
@@ -62,7 +64,7 @@ def write_leaderboard(
     """Write the leaderboard of ``records`` (whose score files lie under ``out_dir``; read through ``scores`` where
     given, to reuse what an integrity check read and resampled) and of the cells of the failed jobs ``failures`` into
     ``out_dir``: Markdown, HTML, the CSV and JSON tables of :data:`TABLES` (see the module docstring) and
-    ``figures/*.png``; returns the files' paths ("markdown", "html", "csv", "json", "seeds_csv", "seeds_json",
+    ``figures/*.png``; returns the files' paths ("markdown", "html", "csv", "json", "seeds_csv",
     "comparisons_csv", ...)."""
     out_dir = Path(out_dir)
     board = build_leaderboard(records, out_dir, failures, scores)
@@ -75,8 +77,12 @@ def write_leaderboard(
     tables = {stem: (name, getattr(board, name)) for stem, name in TABLES.items()}
     tables |= board.generalization.frames() if board.generalization else {}
     for stem, (name, frame) in tables.items():
-        for suffix, text in (("csv", frame.to_csv(index=False)),
-                             ("json", frame.to_json(orient="records", indent=2, double_precision=15))):
+        texts = {"csv": frame.to_csv(index=False)}
+        if name in CSV_ONLY:
+            (out_dir / f"{stem}.json").unlink(missing_ok=True)  # an earlier version wrote one: stale now
+        else:
+            texts["json"] = frame.to_json(orient="records", indent=2, double_precision=15)
+        for suffix, text in texts.items():
             paths[suffix if name == "cells" else f"{name}_{suffix}"] = path = out_dir / f"{stem}.{suffix}"
             write_atomic(path, text.encode())
     write_atomic(paths["html"], render_html(board, title, description).encode())  # after the figures
