@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.detector_spec import CIFAKE_MEAN, CIFAKE_STD, DetectorSpec
+from bench.detector_spec import CIFAKE_MEAN, CIFAKE_STD, GPU_BATCH_SIZE, DetectorSpec
 from bench.recipe import Recipe
 from bench.registry import Registry, summary
 
@@ -40,11 +40,13 @@ def register_detector(
     recipe: Recipe | None = None,
     cam_layer: str | None = None,
     differentiable: bool = True,
+    gpu_batch_size: int = GPU_BATCH_SIZE,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model factory as a detector (like timm's ``@register_model``).
 
     With ``differentiable=False`` the factory returns a scikit-learn style estimator (``fit`` /
     ``predict_proba`` on flattened pixels in [0, 1]); gradient attacks and attributions do not apply to it.
+    ``gpu_batch_size`` is the batch of the detector's GPU recipe (a suite's ``recipe_profile: gpu``).
     """
 
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -58,6 +60,7 @@ def register_detector(
             description=summary(factory),
             cam_layer=cam_layer,
             differentiable=differentiable,
+            gpu_batch_size=gpu_batch_size,
         )
         DETECTORS.register(name, spec, origin=factory.__module__)
         return factory

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bench.recipe import Recipe
+from bench.recipe import Recipe, RecipeProfile
+
+GPU_BATCH_SIZE = 1024  # a batch of 32x32 images large enough that a GPU step is not bound by kernel launches
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,6 +42,14 @@ class DetectorSpec:
     description: str = ""
     cam_layer: str | None = None  # submodule for Grad-CAM; None: found by `bench.attribution.cam_layer`
     differentiable: bool = True  # False: the factory returns a scikit-learn style estimator (fit / predict_proba)
+    gpu_batch_size: int = GPU_BATCH_SIZE  # the batch of its GPU recipe (networks only; estimators fit at once)
+
+    def recipe_for(self, profile: RecipeProfile) -> Recipe:
+        """The detector's recipe under a suite's ``recipe_profile``: its own, or for "gpu" (networks only) its own at
+        ``gpu_batch_size`` with the learning rate scaled to that batch."""
+        if profile == "gpu" and self.differentiable:
+            return self.recipe.at_batch_size(self.gpu_batch_size)
+        return self.recipe
 
     @property
     def attributes_sources(self) -> bool:

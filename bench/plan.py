@@ -133,7 +133,7 @@ class Plan:
 
 def grid(suite: Suite, entry: DetectorEntry) -> list[Recipe]:
     """The recipes of a detector's grid (one recipe without a grid)."""
-    base = DETECTORS.get(entry.name).recipe.updated(**suite.recipe, **entry.recipe)
+    base = DETECTORS.get(entry.name).recipe_for(suite.recipe_profile).updated(**suite.recipe, **entry.recipe)
     fields, values = list(entry.grid), list(entry.grid.values())
     return [base.updated(**dict(zip(fields, point, strict=True))) for point in itertools.product(*values)]
 

@@ -7,6 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 Augmentation = Literal["flip", "rot90", "shift", "blur", "jpeg"]
+Optimizer = Literal["adamw", "sgd"]
+
+RecipeProfile = Literal["default", "gpu"]
+"""How a suite sizes training: each detector's own recipe ("default"), or its recipe at the detector's GPU batch
+size with the learning rate scaled to it ("gpu", see :meth:`Recipe.at_batch_size`)."""
+
+LR_SCALING: dict[str, float] = {"adamw": 0.5, "sgd": 1.0}
+"""The learning-rate rule per optimizer: a batch k times larger trains at ``lr * k ** LR_SCALING[optimizer]``.
+The square-root rule for Adam-type optimizers (Malladi et al., NeurIPS 2022), the linear rule for SGD (Goyal et
+al. 2017); the one-cycle schedule's warm-up is the warm-up both rules assume."""
 
 SETTINGS: dict[str, tuple[str, ...]] = {
     "blur": ("blur_probability", "blur_sigma"),
@@ -26,7 +36,7 @@ class Recipe(BaseModel):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0, description="peak learning rate of the one-cycle schedule")
     weight_decay: float = Field(5e-4, ge=0)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Optimizer = "adamw"
     augment: tuple[Augmentation, ...] = Field(
         ("flip",), description="batch augmentations, in order: horizontal flips, 90-degree rotations, shifts, "
         "Gaussian blur and JPEG re-encoding (blur and jpeg as in CNNSpot, Wang et al. 2020)"
@@ -61,3 +71,8 @@ class Recipe(BaseModel):
     def updated(self, **changes: object) -> Recipe:
         """A copy with ``changes`` applied and validated."""
         return Recipe.model_validate({**dict(self), **changes})
+
+    def at_batch_size(self, batch_size: int) -> Recipe:
+        """This recipe at ``batch_size``, its peak learning rate scaled by the optimizer's rule (:data:`LR_SCALING`)."""
+        factor = batch_size / self.batch_size
+        return self.updated(batch_size=batch_size, lr=self.lr * factor ** LR_SCALING[self.optimizer])

@@ -40,7 +40,7 @@ from bench.importer import SourceSpec
 from bench.importers import PartSource
 from bench.metrics import METRICS, metric_named
 from bench.perturbations import PerturbationEntry
-from bench.recipe import Recipe
+from bench.recipe import Recipe, RecipeProfile
 from bench.sources import NAME_PATTERN
 from bench.weights import WEIGHT_SUFFIXES, logit_to_probability, probability_to_logit
 
@@ -377,6 +377,10 @@ class Suite(Strict):
     train: list[TrainSet] = Field(min_length=1)
     test: TestSet
     detectors: list[DetectorEntry] = Field(min_length=1)
+    recipe_profile: RecipeProfile = Field(
+        "default", description="'gpu': every network detector trains at its GPU batch size with the learning rate "
+        "scaled to it (bench.recipe.LR_SCALING); the suite's and each detector's recipe overrides apply on top"
+    )
     recipe: dict[str, Any] = Field({}, description="recipe overrides applied to every detector")
     perturbations: list[PerturbationEntry] = Field([PerturbationEntry(name="clean")], min_length=1)
     deduplicate: bool = Field(

@@ -2,13 +2,13 @@
 
     python benchmarks/train_speed.py --data-root ../shared/data --device cuda --epochs 3 --full airbench-cnn
 
-Each detector trains with its registered recipe (``--epochs`` caps the epochs of every detector not named in
-``--full``) on all of CIFAKE train, deduplicated as the ``cifake-cpu`` suite does (10% held out for
-validation), seed 0. After every epoch the benchmark pauses the clock and measures accuracy on the whole
-CIFAKE test split at that epoch's validation threshold: that test accuracy is only reported, never used to
-choose anything. The kept epoch and the threshold are chosen on validation, as in every run. Time-to-accuracy
-is the training time (validation included, test evaluation excluded) until test accuracy first reached 90%,
-95%, 97% and 98%. Not a test: it prints its figures, and ``--out`` keeps them as JSON.
+Each detector trains with its registered recipe, or with ``--profile gpu`` its GPU recipe (``--epochs`` caps the
+epochs of every detector not named in ``--full``) on all of CIFAKE train, deduplicated as the ``cifake-cpu`` suite
+does (10% held out for validation), seed 0. After every epoch the benchmark pauses the clock and measures accuracy
+on the whole CIFAKE test split at that epoch's validation threshold: that test accuracy is only reported, never
+used to choose anything. The kept epoch and the threshold are chosen on validation, as in every run. Time-to-
+accuracy is the training time (validation included, test evaluation excluded) until test accuracy first reached
+90%, 95%, 97% and 98%. Not a test: it prints its figures, and ``--out`` keeps them as JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from bench.detector import DETECTORS, build_detector
 from bench.metrics import point_metrics
 from bench.prepare import Preparer
 from bench.provenance import describe_hardware, git_commit, hardware, versions
+from bench.recipe import RecipeProfile
 from bench.suite import load_suite
 from bench.training import pick_device, predict_logits, seed_everything, train_detector
 
@@ -34,10 +35,10 @@ TARGET = (0.98, 60.0)  # test accuracy of the epoch kept on validation, within t
 
 
 def measure(name: str, images: np.ndarray, labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
-            device: torch.device, epochs: int | None, seed: int) -> dict:
-    """Train ``name`` once, recording time and test accuracy after every epoch."""
-    spec = DETECTORS.get(name)
-    recipe = spec.recipe if epochs is None else spec.recipe.updated(epochs=min(epochs, spec.recipe.epochs))
+            device: torch.device, epochs: int | None, seed: int, profile: RecipeProfile = "default") -> dict:
+    """Train ``name`` once with its recipe under ``profile``, recording time and test accuracy after every epoch."""
+    recipe = DETECTORS.get(name).recipe_for(profile)
+    recipe = recipe if epochs is None else recipe.updated(epochs=min(epochs, recipe.epochs))
     seed_everything(seed)
     detector = build_detector(name)
     test_device = test.to(device)
@@ -78,6 +79,8 @@ def main() -> None:
     parser.add_argument("--full", default="", help="comma-separated detectors trained with their full recipe")
     parser.add_argument("--train-limit", type=int, help="training images per class (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", choices=["default", "gpu"], default="default",
+                        help="each detector's own recipe, or its GPU recipe (batch and learning rate scaled)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -104,7 +107,7 @@ def main() -> None:
     for name in names:
         start = time.perf_counter()
         row = measure(name, images, labels, test, test_labels, device, None if name in full else args.epochs,
-                      args.seed)
+                      args.seed, args.profile)
         row["wall_seconds"] = time.perf_counter() - start
         rows.append(row)
         reached = " / ".join("-" if s is None else f"{s:.1f}" for s in row["seconds_to_test_accuracy"].values())
