@@ -42,9 +42,18 @@ def versions() -> dict[str, str]:
     return found
 
 
+COMMIT_VARIABLE = "BENCH_GIT_COMMIT"
+"""Names the commit of a copy of the source tree made without its history (a device machine's copy, whose own git
+state is not this commit's); whether that copy's code was changed is then not known (``dirty`` None)."""
+
+
 @cache
+
 def git_commit() -> dict[str, object]:
-    """The commit of the bench source tree and whether its code had uncommitted changes (None outside git)."""
+    """The commit of the bench source tree and whether its code had uncommitted changes (None outside git), or the
+    commit that ``BENCH_GIT_COMMIT`` names."""
+    if os.environ.get(COMMIT_VARIABLE):
+        return {"commit": os.environ[COMMIT_VARIABLE], "dirty": None}
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(

@@ -32,7 +32,7 @@ from bench.files import remove_abandoned, write_atomic
 from bench.integrity import ScoreFiles, check_records
 from bench.leaderboard import write_leaderboard
 from bench.provenance import stamp
-from bench.records import CellIdentity, Record, RecordError, read_record
+from bench.records import SUITE_CONFIGS, CellIdentity, Record, RecordError, read_record, stored_files
 
 if TYPE_CHECKING:
     from bench.execute import JobResult, Settings
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FOLDERS = ("records", "scores", "failures", "figures")  # where killed writers may have left temporary files
+FOLDERS = ("records", "scores", "failures", "figures", SUITE_CONFIGS)  # where killed writers may have left temporary files
 
 
 def failure_path(root: Path, job: str) -> Path:
@@ -121,8 +121,9 @@ class Publisher:
         return paths
 
     def write_cell(self, record: Record, scores: np.ndarray | None, figure: bytes | None = None) -> Path:
-        """Write one cell's score file and attribution picture where its record names them, then the record, and
-        move a record of the same cell under another key aside (:meth:`supersede`); returns the record's path."""
+        """Write one cell's score file and attribution picture where its record names them, then its suite config
+        (once per folder, :func:`bench.records.stored_files`) and the record, and move a record of the same cell
+        under another key aside (:meth:`supersede`); returns the record's path."""
         if record.scores is not None:
             buffer = io.BytesIO()
             np.save(buffer, scores)
@@ -130,7 +131,11 @@ class Publisher:
         if figure is not None and record.attribution is not None and record.attribution.figure is not None:
             write_atomic(self.root / record.attribution.figure, figure)
         path = self.record_path(record.key)
-        write_atomic(path, record.model_dump_json(indent=2).encode())
+        for relative, content in stored_files(record).items():  # the suite config first, the record naming it last
+            target = self.root / relative
+            if target != path and target.is_file():
+                continue  # an earlier record's: the same bytes, as the name is their sha256
+            write_atomic(target, content)
         self.supersede(record)
         return path
 

@@ -3,10 +3,14 @@
 One JSON file per cell (``records/<key>.json``) is the source of truth; leaderboards, diffs and
 verification read records through :func:`load_records`, which upgrades records written by older
 versions of bench (:data:`UPGRADES`), validates every file against :class:`Record` and names the file that fails.
+The suite a record ran (``suite_config``, tens of kilobytes) is kept once per folder, in ``suites/<sha256>.json``,
+which the record file names (:func:`stored_files` writes both; reading fills ``suite_config`` in from it).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.provenance import DetectorCode
 
-SCHEMA_VERSION = 3  # 2: cell keys name the training set and the test source; records may point at their scores
+SCHEMA_VERSION = 4  # 2: cell keys name the training set and the test source; records may point at their scores
 # 3: typed sections; a detector trained elsewhere has no training hardware (training.trained_on is None)
+# 4: the suite config may be kept once per folder (suite_config_file) instead of in every record
+SUITE_CONFIGS = "suites"  # <results folder>/suites/<sha256>.json: one suite config, shared by the records naming it
 
 
 class CellIdentity(NamedTuple):
@@ -261,6 +267,8 @@ class Record(Section):
     suite: str
     suite_config: dict[str, Any] | None = Field(None, description="the suite with command-line overrides: enough "
                                                 "to re-run it")
+    suite_config_file: str | None = Field(None, description="where the results folder keeps suite_config "
+                                          "(suites/<sha256>.json); the record file then leaves suite_config out")
     detector: str
     detector_kwargs: dict[str, Any] = {}
     detector_code: DetectorCode | None = None
@@ -317,7 +325,42 @@ def _from_2(data: dict) -> dict:
     return data
 
 
-UPGRADES: dict[int, Callable[[dict], dict]] = {1: _unchanged, 2: _from_2}  # version -> to the next version
+UPGRADES: dict[int, Callable[[dict], dict]] = {1: _unchanged, 2: _from_2, 3: _unchanged}  # version -> the next
+
+
+def stored_files(record: Record) -> dict[str, bytes]:
+    """What a results folder stores of ``record``, by path relative to the folder: its suite config in
+    ``suites/<sha256>.json`` (the same file for every record of that suite) and ``records/<key>.json`` naming it."""
+    if record.suite_config is None:
+        return {f"records/{record.key}.json": record.model_dump_json(indent=2).encode()}
+    config = json.dumps(record.suite_config, indent=1, sort_keys=True).encode()
+    name = f"{SUITE_CONFIGS}/{hashlib.sha256(config).hexdigest()}.json"
+    text = record.model_copy(update={"suite_config_file": name}).model_dump_json(indent=2, exclude={"suite_config"})
+    return {name: config, f"records/{record.key}.json": text.encode()}
+
+
+@functools.lru_cache(maxsize=8)
+def _suite_config_text(path: Path, modified: int) -> bytes:
+    return path.read_bytes()
+
+
+def _with_suite_config(data: dict, path: Path) -> dict:
+    """``data`` with ``suite_config`` read from the file ``suite_config_file`` names, in the results folder holding
+    ``path`` (``<folder>/records/[superseded/]<key>.json``); raises :class:`RecordError` if it is missing or altered."""
+    name = data.get("suite_config_file")
+    if data.get("suite_config") is not None or not isinstance(name, str):
+        return data
+    folder = next((p.parent for p in Path(path).parents if p.name == "records"), Path(path).parent)
+    file = folder / name
+    try:
+        text = _suite_config_text(file.resolve(), file.stat().st_mtime_ns)
+    except OSError:
+        raise RecordError(f"record {path} keeps its suite in {file}, which cannot be read: restore it (e.g. git "
+                          "checkout) or re-run its suite") from None
+    if Path(name).parent.name != SUITE_CONFIGS or hashlib.sha256(text).hexdigest() != Path(name).stem:
+        raise RecordError(f"record {path} names {name}, whose content does not match its sha256 name: restore the "
+                          "file (e.g. git checkout) or re-run its suite")
+    return data | {"suite_config": json.loads(text)}
 
 
 def parse_record(data: object, path: Path | str) -> Record:
@@ -331,6 +374,7 @@ def parse_record(data: object, path: Path | str) -> Record:
                           f"to {SCHEMA_VERSION}): upgrade bench, or re-run its suite")
     for step in range(version, SCHEMA_VERSION):
         data = UPGRADES[step](data)
+    data = _with_suite_config(data, Path(path))
     try:
         return Record.model_validate(data | {"schema_version": version})
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Synthetic results folders: valid records (:class:`bench.records.Record`, schema 3) and their score files, made
+"""Synthetic results folders: valid records (:class:`bench.records.Record`, schema 4) and their score files, made
 from made-up per-image scores, so that reporting, statistics, diff and verification are tested without training.
 
 Each made-up detector's per-image scores are binormal logits built from noise shared by every detector (how hard an
@@ -10,12 +10,14 @@ nothing is trained.
     write_results(folder)                      # detectors a and b, seeds 0-2, clean and JPEG, one test source
     write_results(folder, detectors={"a": 2.0, "b": 1.0}, trains=("sd14", "ddpm"), tests=("sd14-test", "ddpm-test"))
     write_record(folder, "a", 0, logits("a", 0))   # one record of given scores
+    inline_suite(path)                         # a record file's JSON with its suite in it, as tests edit records
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +27,16 @@ from bench.metrics import evaluate, evasion_rate, point_metrics
 from bench.publish import Publisher
 from bench.records import SCHEMA_VERSION, Hardware, Perturbation, Record, Training, Weights, canonical_kwargs
 from bench.sources import content_hash
+
+def inline_suite(path: Path) -> dict:
+    """The JSON of the record file ``path`` with its suite config in it (``suite_config``) instead of named
+    (``suite_config_file``): the form records took before version 4, which bench still reads; tests edit this."""
+    record = json.loads(path.read_text())
+    name = record.pop("suite_config_file", None)
+    if name is not None:
+        record["suite_config"] = json.loads((path.parents[1] / name).read_text())
+    return record
+
 
 N = 300  # test images per class
 LABELS = np.r_[np.zeros(N, int), np.ones(N, int)]

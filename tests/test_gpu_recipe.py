@@ -1,5 +1,6 @@
-"""The GPU recipe: a suite's ``recipe_profile: gpu`` trains every network at its GPU batch size with the learning
-rate scaled by the optimizer's rule; estimators, overrides and suites that do not ask keep their recipes."""
+"""What a GPU lease needs: the GPU recipe (a suite's ``recipe_profile: gpu`` trains every network at its GPU batch
+size with the learning rate scaled by the optimizer's rule; estimators, overrides and suites that do not ask keep
+their recipes), and records that name the commit of a device's copy of the code."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from bench.detector import DETECTORS
 from bench.plan import grid
+from bench.provenance import COMMIT_VARIABLE, git_commit
 from bench.recipe import Recipe
 from bench.suite import SuiteError, load_suite
 
@@ -66,3 +68,13 @@ def test_an_unknown_profile_is_refused_at_load_time(tmp_path):
     path.write_text(text.replace('"recipe_profile":"default"', '"recipe_profile":"tpu"'))
     with pytest.raises(SuiteError, match="recipe_profile"):
         load_suite(str(path))
+
+
+def test_a_copy_without_its_history_names_its_commit_through_the_environment(monkeypatch):
+    here = git_commit()
+    git_commit.cache_clear()  # read once per process: the variable is set before bench starts
+    monkeypatch.setenv(COMMIT_VARIABLE, "f" * 40)
+    assert git_commit() == {"commit": "f" * 40, "dirty": None}  # whether that copy was edited is not known
+    git_commit.cache_clear()
+    monkeypatch.delenv(COMMIT_VARIABLE)
+    assert git_commit() == here

@@ -6,6 +6,7 @@ two suites in one folder). Each is refused in one line, handled, or flagged: nev
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import logging
@@ -28,7 +29,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image, PngImagePlugin
-from synthetic import CLEAN, logits, measured, write_results
+from synthetic import CLEAN, inline_suite, logits, measured, write_results
 from torch import nn
 
 import bench.execute
@@ -52,6 +53,7 @@ from bench.records import (
     RecordError,
     load_records,
     parse_record,
+    read_record,
     unique_cells,
 )
 from bench.runner import Runner
@@ -179,7 +181,7 @@ def synthetic(tmp_path) -> Path:
 
 
 def edit(path: Path, change) -> None:
-    record = json.loads(path.read_text())
+    record = inline_suite(path)
     change(record)
     path.write_text(json.dumps(record))
 
@@ -264,6 +266,31 @@ def test_a_job_whose_measurements_make_no_valid_record_fails_in_one_line_naming_
     assert not list((results / "records").glob("*.json"))  # refused when built, never written
 
 
+def test_a_folder_keeps_its_suite_once_and_its_records_name_it(tmp_path):
+    """A suite config runs to tens of kilobytes: each record file names the folder's copy instead of repeating it."""
+    synthetic = tmp_path / "synthetic"
+    write_results(synthetic, ["lenet"], seeds=(0, 1), perturbations=(CLEAN,))
+    paths = sorted((synthetic / "records").glob("*.json"))
+    [config] = list((synthetic / "suites").glob("*.json"))
+    assert len(paths) > 1 and hashlib.sha256(config.read_bytes()).hexdigest() == config.stem
+    for path in paths:
+        stored = json.loads(path.read_text())
+        assert "suite_config" not in stored and stored["suite_config_file"] == f"suites/{config.name}"
+        assert read_record(path).suite_config == json.loads(config.read_text())
+    before = read_record(paths[0])
+    paths[0].write_text(json.dumps(inline_suite(paths[0]) | {"schema_version": 3}))  # as versions up to 3 wrote it
+    unchanged = {"schema_version", "suite_config_file"}
+    assert read_record(paths[0]).model_dump(exclude=unchanged) == before.model_dump(exclude=unchanged)
+    config.write_text(config.read_text().replace('"name"', '"name" ', 1))
+    with pytest.raises(RecordError, match=r"names suites/.*whose content does not match its sha256 name: restore"):
+        read_record(paths[1])
+    config.unlink()
+    with pytest.raises(RecordError, match=r"keeps its suite in .*, which cannot be read: restore it"):
+        read_record(paths[1])
+    result = bench_cli("leaderboard", "render", synthetic)
+    assert result.exit_code != 0 and "which cannot be read" in result.output and "Traceback" not in result.output
+
+
 def test_records_of_every_schema_version_are_read_as_the_current_model(tmp_path):
     v1 = load_records(FIXTURES / "smoke-v1")
     assert {r.schema_version for r in v1.values()} == {1} and all(r.training.trained_here for r in v1.values())
@@ -276,8 +303,8 @@ def test_records_of_every_schema_version_are_read_as_the_current_model(tmp_path)
     upgraded = parse_record(stored, "v2.json")
     assert upgraded.schema_version == 2 and upgraded.training.trained_on is None
     assert upgraded.model_dump(exclude={"schema_version"}) == current.model_dump(exclude={"schema_version"})
-    with pytest.raises(RecordError, match=r"^record v4.json has schema_version 4, which this bench cannot read"):
-        parse_record(stored | {"schema_version": 4}, "v4.json")
+    with pytest.raises(RecordError, match=r"^record v5.json has schema_version 5, which this bench cannot read"):
+        parse_record(stored | {"schema_version": 5}, "v5.json")
     with pytest.raises(RecordError, match=r"^record bad.json is not a valid record \(training.threshold: Input "
                        r"should be a valid number.*\): delete it"):
         parse_record(stored | {"training": stored["training"] | {"threshold": "high"}}, "bad.json")

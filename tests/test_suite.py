@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from bench.importer import IMPORTERS, SourceSpec
+from bench.records import read_record
 from bench.suite import Suite, SuiteError, load_suite, suite_names
 
 VALID = """
@@ -257,7 +257,7 @@ def test_suites_dumped_before_importers_owned_their_keys_still_load():
     folders = {path.parent.parent: path for path in published}
     assert folders, "no published records to read"
     for path in folders.values():
-        Suite.model_validate(json.loads(path.read_text())["suite_config"])
+        Suite.model_validate(read_record(path).suite_config)
 
 
 class _TwoSources(SourceSpec):
