@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FOLDERS = ("records", "scores", "failures", "figures", SUITE_CONFIGS)  # where killed writers may have left temporary files
+FOLDERS = ("records", "scores", "failures", "figures", SUITE_CONFIGS)  # where killed writers may leave temporary files
 
 
 def failure_path(root: Path, job: str) -> Path:

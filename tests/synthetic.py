@@ -28,6 +28,7 @@ from bench.publish import Publisher
 from bench.records import SCHEMA_VERSION, Hardware, Perturbation, Record, Training, Weights, canonical_kwargs
 from bench.sources import content_hash
 
+
 def inline_suite(path: Path) -> dict:
     """The JSON of the record file ``path`` with its suite config in it (``suite_config``) instead of named
     (``suite_config_file``): the form records took before version 4, which bench still reads; tests edit this."""
