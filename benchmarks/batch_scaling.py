@@ -9,8 +9,8 @@ AdamW, linear for SGD). ``--gpu-batch-sizes`` tries other GPU batches (the same 
 ``gpu_batch_size`` on validation. This trains each detector with its own recipe and with each GPU recipe on a CIFAKE
 training subset (deduplicated as the ``cifake-cpu`` suite does; 10% held out), one run per seed, and prints the
 balanced accuracy on that held-out validation split of the epoch each run kept: the mean and the standard deviation
-across seeds per recipe, and whether each GPU recipe's mean lies within the larger of the two spreads of the
-default's. No test image is read. Not a test: it prints its figures, and ``--out`` keeps them as JSON.
+across seeds per recipe, and whether each GPU recipe's mean lies within the larger of its and the default's seed
+spreads of the default's mean. No test image is read. Not a test: it prints its figures; ``--out`` keeps them.
 """
 
 from __future__ import annotations
