@@ -12,7 +12,7 @@ from bench.detector import DETECTORS
 from bench.plan import grid
 from bench.provenance import COMMIT_VARIABLE, git_commit
 from bench.recipe import Recipe
-from bench.suite import SuiteError, load_suite
+from bench.suite import SuiteError, load_suite, suite_names
 
 
 def test_the_learning_rate_follows_the_square_root_rule_for_adamw_and_the_linear_rule_for_sgd():
@@ -54,12 +54,10 @@ def test_a_suite_asks_for_the_gpu_recipe_and_its_overrides_apply_on_top():
     assert (pinned.batch_size, pinned.lr) == (64, 1e-4)
 
 
-def test_the_full_scale_suites_ask_for_the_gpu_recipe_and_the_cpu_suites_do_not():
-    for name in ("cross-generator", "zoo", "zoo-temporal"):
-        assert load_suite(name).recipe_profile == "gpu", name
-    # leave-one-kind-out trains on 2,000 images per class: a batch of 1,024 would leave 4 steps per epoch
-    for name in ("quickstart", "cifake-cpu", "zoo-cpu", "cross-generator-cpu", "zoo-leave-one-kind-out"):
-        assert load_suite(name).recipe_profile == "default", name
+def test_no_shipped_suite_asks_for_the_gpu_recipe_until_it_is_shown_to_keep_accuracy():
+    # benchmarks/batch_scaling.py on 20,000 CIFAKE images per class: batch 1,024 lost 1.9 points of validation
+    # balanced accuracy and 512 lost 0.6, both outside the seed spread (README, "The GPU recipe")
+    assert {load_suite(name).recipe_profile for name in suite_names()} == {"default"}
 
 
 def test_an_unknown_profile_is_refused_at_load_time(tmp_path):

@@ -1,10 +1,10 @@
 # On the device, the last call of a lease: the whole benchmark within BUDGET seconds, everything under $OUT.
 #   bash benchmarks/gpu/lease.sh BUDGET      (e.g. 540 in a call with timeout_s 590)
 # 1. the data (parts kept by receive.sh, plus this call's), the carried packages and the commit (setup.sh);
-# 2. the CUDA tests; 3. training speed and time-to-accuracy with each detector's own and its GPU recipe, and the
-#    smoke suite with 4 workers sharing the GPU against serial; 4. cross-generator (3 seeds) then zoo, each
-#    stopped by SIGINT when the budget runs out: a stopped run keeps every finished job's records and no
-#    half-written file, and resumes with the same command in a later lease;
+# 2. the CUDA tests; 3. training speed and time-to-accuracy with each detector's own and its GPU recipe, whether
+#    the GPU recipe keeps validation accuracy on all of CIFAKE, and the smoke suite with 4 workers sharing the GPU
+#    against serial; 4. cross-generator (3 seeds) then zoo, each stopped by SIGINT when the budget runs out: a
+#    stopped run keeps every finished job's records and no half-written file, and resumes with the same command;
 # 5. leaderboards of what finished, GPU utilisation every 5 s, and one tarball of it all.
 set -u
 end=$((SECONDS + ${1:?budget in seconds}))
@@ -23,6 +23,9 @@ for profile in default gpu; do
     --full airbench-cnn --profile $profile --out $W/train-speed-$profile.json > $W/train-speed-$profile.txt 2>&1
   tail -12 $W/train-speed-$profile.txt
 done
+timeout $(( $(left) / 6 )) python3 benchmarks/batch_scaling.py --data-root /root/data --device cuda \
+  --train-limit 45000 --gpu-batch-sizes 512,1024 --out $W/batch-scaling.json > $W/batch-scaling.txt 2>&1
+tail -6 $W/batch-scaling.txt
 timeout 90 python3 benchmarks/executors.py --suite smoke --parallel 4 --executors serial,local --device cuda \
   --data-root /root/data > $W/executors.txt 2>&1
 tail -4 $W/executors.txt
