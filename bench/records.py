@@ -340,8 +340,11 @@ def stored_files(record: Record) -> dict[str, bytes]:
 
 
 @functools.lru_cache(maxsize=8)
-def _suite_config_text(path: Path, modified: int) -> bytes:
-    return path.read_bytes()
+def _suite_config_text(path: Path, modified: int) -> bytes | None:
+    """The bytes of a suite config file, or None if they do not match its sha256 name; read and hashed once per
+    version of the file (``modified``), not once per record naming it."""
+    text = path.read_bytes()
+    return text if hashlib.sha256(text).hexdigest() == path.stem else None
 
 
 def _with_suite_config(data: dict, path: Path) -> dict:
@@ -357,7 +360,7 @@ def _with_suite_config(data: dict, path: Path) -> dict:
     except OSError:
         raise RecordError(f"record {path} keeps its suite in {file}, which cannot be read: restore it (e.g. git "
                           "checkout) or re-run its suite") from None
-    if Path(name).parent.name != SUITE_CONFIGS or hashlib.sha256(text).hexdigest() != Path(name).stem:
+    if Path(name).parent.name != SUITE_CONFIGS or text is None:
         raise RecordError(f"record {path} names {name}, whose content does not match its sha256 name: restore the "
                           "file (e.g. git checkout) or re-run its suite")
     return data | {"suite_config": json.loads(text)}
